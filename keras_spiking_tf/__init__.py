@@ -1,0 +1,18 @@
+"""keras-spiking-tf: Spiking Transformers with A2OS2A for Keras 3.
+
+Example:
+
+```python
+import keras_spiking_tf
+model = keras_spiking_tf.from_preset("st_2_64_digits")
+logits = model.predict(images)            # raw 0..255 images, NHWC
+```
+"""
+
+from keras_spiking_tf import layers
+from keras_spiking_tf import models
+from keras_spiking_tf.hub import from_preset
+from keras_spiking_tf.hub import list_presets
+from keras_spiking_tf.hub import save_to_preset
+
+__version__ = "0.1.0"

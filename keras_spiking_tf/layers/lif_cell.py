@@ -1,0 +1,182 @@
+"""Leaky integrate-and-fire neurons for one time step, as Keras RNN cells.
+
+The neuron follows SpikingJelly's `LIFNode`, which the Spike-driven Transformer
+uses (SPEC §2.1). Per element, with membrane `V` (0 at the first step):
+
+    charge  H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau    decay_input=True
+            H[t] = V[t-1] - (V[t-1] - V_reset) / tau + X[t]      decay_input=False
+    fire    S[t] = Heaviside(H[t] - V_th)                       (>=, not >)
+    reset   V[t] = H[t] (1 - S[t]) + V_reset S[t]                hard reset
+            V[t] = H[t] - S[t] V_th                              soft (v_reset=None)
+
+With `v_reset=None` the charge uses `V_reset = 0`. With `detach_reset=True` the
+spike used in the reset carries no gradient.
+
+**The paper's form** (eq. 1-3: `U[t] = beta H[t-1] + X[t]`) is
+`decay_input=False, tau = 1 / (1 - beta)`, with the paper's threshold as
+`v_threshold`. Its `beta = 0.5, V_th = 1` is therefore `tau=2, decay_input=False`,
+which is *not* numerically the SDT neuron (`decay_input=True`), whose membrane
+is the paper's divided by `tau`.
+
+`TernaryLIFCell` fires +1 at `H >= V_th`, -1 at `H <= -V_th` and resets the
+membrane wherever it fired (SPEC §2.3).
+"""
+
+import keras
+from keras import ops
+
+from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
+from keras_spiking_tf.layers.surrogate import validate_surrogate
+
+NEURON_ARGUMENTS = (
+    "tau",
+    "v_threshold",
+    "v_reset",
+    "decay_input",
+    "detach_reset",
+    "surrogate",
+    "alpha",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking_tf")
+class LIFCell(keras.layers.Layer):
+    """Binary leaky integrate-and-fire neuron for one time step.
+
+    A Keras RNN cell: `call(inputs, states)` returns `(spikes, [membrane])`.
+    Run it over a sequence with `keras.layers.RNN(LIFCell(units),
+    return_sequences=True)`, or step by step with an explicit state for
+    streaming inference.
+
+    Args:
+        units: number of neurons (the last input dimension). Needed only by
+            `keras.layers.RNN`, which reads `state_size` at construction;
+            the cell itself accepts any trailing shape.
+        tau: membrane time constant (>= 1).
+        v_threshold: firing threshold (> 0).
+        v_reset: reset potential; `None` selects the soft reset `V - S V_th`.
+        decay_input: whether the input is divided by `tau` (SDT form) or
+            added as is (the paper's form, see the module docstring).
+        detach_reset: stop the gradient through the spike used in the reset.
+        surrogate: surrogate gradient name, see `surrogate.py`.
+        alpha: surrogate sharpness; `None` takes the surrogate's default.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    ```python
+    cell = LIFCell()
+    v = cell.get_initial_state(batch_size=1, feature_shape=(3,))
+    for x in stream:                       # x: (1, 3) per time step
+        spikes, v = cell(x, v)
+    ```
+    """
+
+    def __init__(
+        self,
+        units=None,
+        tau=2.0,
+        v_threshold=1.0,
+        v_reset=0.0,
+        decay_input=True,
+        detach_reset=True,
+        surrogate="sigmoid",
+        alpha=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not float(tau) >= 1.0:
+            raise ValueError(f"`tau` must be >= 1, got {tau}.")
+        if not float(v_threshold) > 0.0:
+            raise ValueError(
+                f"`v_threshold` must be > 0, got {v_threshold}. The neuron "
+                "fires when its membrane reaches a positive threshold."
+            )
+        self.units = None if units is None else int(units)
+        self.tau = float(tau)
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.decay_input = bool(decay_input)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate = surrogate
+        self.alpha = validate_surrogate(surrogate, alpha)
+        self._step = heaviside_with_surrogate(surrogate, self.alpha)
+
+    @property
+    def state_size(self):
+        return self.units
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def get_initial_state(self, batch_size=None, feature_shape=None):
+        """A zero membrane of shape `(batch_size, *feature_shape)`.
+
+        `feature_shape` defaults to `(units,)`.
+        """
+        if feature_shape is None:
+            if self.units is None:
+                raise ValueError(
+                    "Pass `feature_shape=` or construct the cell with `units=`."
+                )
+            feature_shape = (self.units,)
+        return [ops.zeros((batch_size, *feature_shape), dtype=self.compute_dtype)]
+
+    def charge(self, inputs, v):
+        """Membrane after integrating `inputs` (the `H[t]` of SPEC §2.1)."""
+        v_rest = 0.0 if self.v_reset is None else self.v_reset
+        if self.decay_input:
+            return v + (inputs - (v - v_rest)) / self.tau
+        return v - (v - v_rest) / self.tau + inputs
+
+    def fire(self, h):
+        """Spikes `{0, 1}` with a surrogate gradient."""
+        return self._step(h - self.v_threshold)
+
+    def reset(self, h, spikes):
+        """Membrane after the spikes, `V[t]`."""
+        fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
+        if self.v_reset is None:
+            return h - fired * self.v_threshold
+        return h * (1.0 - fired) + self.v_reset * fired
+
+    def call(self, inputs, states):
+        v = states[0] if isinstance(states, (list, tuple)) else states
+        h = self.charge(inputs, v)
+        spikes = self.fire(h)
+        return spikes, [self.reset(h, spikes)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units})
+        config.update({name: getattr(self, name) for name in NEURON_ARGUMENTS})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking_tf")
+class TernaryLIFCell(LIFCell):
+    """Ternary leaky integrate-and-fire neuron for one time step (SPEC §2.3).
+
+    Same charge as `LIFCell`; fires `+1` where `H >= V_th`, `-1` where
+    `H <= -V_th`, `0` otherwise; the hard reset zeroes (sets to `v_reset`)
+    every element that fired either way, the soft reset subtracts `S V_th`.
+    The surrogate gradient acts at both thresholds. Arguments as `LIFCell`.
+
+    Example:
+
+    ```python
+    cell = TernaryLIFCell()
+    spikes, v = cell(-1.5 * keras.ops.ones((1, 4)), cell.get_initial_state(1, (4,)))
+    ```
+    """
+
+    def fire(self, h):
+        return self._step(h - self.v_threshold) - self._step(-h - self.v_threshold)
+
+    def reset(self, h, spikes):
+        fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
+        if self.v_reset is None:
+            return h - fired * self.v_threshold
+        magnitude = ops.abs(fired)
+        return h * (1.0 - magnitude) + self.v_reset * magnitude

@@ -1,0 +1,154 @@
+"""Spiking Patch Splitting (SPS): image -> membrane tokens (SPEC §3.1)."""
+
+import keras
+from keras import ops
+
+from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
+from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.layers.spiking_self_attention import conv_kernel_initializer
+
+
+def fold_time(x):
+    """`(batch, T, H, W, C)` -> `(batch * T, H, W, C)` for stateless layers."""
+    return ops.reshape(x, (-1, *x.shape[2:]))
+
+
+def unfold_time(x, time_steps):
+    """`(batch * T, H, W, C)` -> `(batch, T, H, W, C)`."""
+    return ops.reshape(x, (-1, time_steps, *x.shape[1:]))
+
+
+def max_pool_3x3_stride_2(x):
+    """PyTorch's `MaxPool2d(3, stride=2, padding=1)` on NHWC tensors.
+
+    PyTorch pads one row and column on *both* sides; Keras' `"same"` padding
+    with stride 2 on an even size pads only at the end and shifts every
+    window by one. So pad explicitly with -inf and pool `"valid"`.
+    """
+    x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
+    return ops.max_pool(x, pool_size=3, strides=2, padding="valid")
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking_tf")
+class SpikingPatchSplitting(keras.layers.Layer):
+    """Turns images `(batch, H, W, C)` into membranes `(batch, T, N, D)`.
+
+    The image is repeated over `T` time steps (direct encoding), then:
+
+        stage 0..2: conv3x3 -> BN -> LIF -> [maxpool]   widths D/8, D/4, D/2
+        stage 3:    conv3x3 -> BN -> [maxpool]           = x_feat (width D)
+        RPE:        U0 = BN(conv3x3(LIF(x_feat))) + x_feat
+
+    `pooling` is a 4-character string of `0`/`1` switching the max pool after
+    each stage ("0011" for 32x32 CIFAR -> 64 tokens, "1111" for 224x224
+    ImageNet -> 196 tokens). Stage 0 sees the same image at every step, so its
+    conv and BN run once and are repeated over `T`: identical values, and
+    identical BN statistics. Layer names mirror SDT's `patch_embed.*` keys.
+
+    Args:
+        hidden_dim: token width `D` (divisible by 8).
+        time_steps: `T`.
+        pooling: the pooling pattern.
+        neuron_config: dict of `LIF` arguments; SPEC §2.1 defaults when `None`.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    ```python
+    sps = SpikingPatchSplitting(hidden_dim=256, time_steps=4, pooling="0011")
+    membrane = sps(keras.random.normal((2, 32, 32, 3)))   # (2, 4, 64, 256)
+    ```
+    """
+
+    def __init__(
+        self, hidden_dim, time_steps=4, pooling="1111", neuron_config=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if len(pooling) != 4 or set(pooling) - {"0", "1"}:
+            raise ValueError(
+                f"`pooling` must be 4 characters of '0'/'1' (one per SPS stage), "
+                f"got {pooling!r}; e.g. '0011' for CIFAR, '1111' for ImageNet."
+            )
+        if hidden_dim % 8:
+            raise ValueError(f"`hidden_dim` must be divisible by 8, got {hidden_dim}.")
+        self.hidden_dim = int(hidden_dim)
+        self.time_steps = int(time_steps)
+        self.pooling = pooling
+        self.neuron_config = dict(neuron_config or {})
+        suffixes = ("", "1", "2", "3")
+        widths = [hidden_dim // 8, hidden_dim // 4, hidden_dim // 2, hidden_dim]
+        self.stage_convs = [self._conv(w, f"proj_conv{s}") for w, s in zip(widths, suffixes)]
+        self.stage_bns = [self._bn(f"proj_bn{s}") for s in suffixes]
+        self.stage_lifs = [self._lif(f"proj_lif{s}") for s in suffixes]
+        self.rpe_conv = self._conv(hidden_dim, "rpe_conv")
+        self.rpe_bn = self._bn("rpe_bn")
+
+    def _conv(self, filters, name):
+        return keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=conv_kernel_initializer(),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _bn(self, name):
+        return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
+
+    def _lif(self, name):
+        return LIF(**self.neuron_config, dtype=self.dtype_policy, name=name)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                "SpikingPatchSplitting expects images shaped (batch, H, W, C), "
+                f"got {tuple(input_shape)}."
+            )
+        shape = tuple(input_shape)
+        for conv, bn in zip(self.stage_convs, self.stage_bns):
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            bn.build(shape)
+        self.rpe_conv.build(shape)
+        self.rpe_bn.build(shape)
+
+    def call(self, images, training=None):
+        steps = self.time_steps
+        x = self.stage_bns[0](self.stage_convs[0](images), training=training)
+        x = ops.repeat(ops.expand_dims(x, 1), steps, axis=1)
+        for stage in range(3):
+            if stage > 0:
+                x = self.stage_convs[stage](fold_time(x))
+                x = unfold_time(self.stage_bns[stage](x, training=training), steps)
+            x = fold_time(self.stage_lifs[stage](x))
+            if self.pooling[stage] == "1":
+                x = max_pool_3x3_stride_2(x)
+            x = unfold_time(x, steps)
+        x_feat = self.stage_bns[3](self.stage_convs[3](fold_time(x)), training=training)
+        if self.pooling[3] == "1":
+            x_feat = max_pool_3x3_stride_2(x_feat)
+        rpe_spikes = fold_time(self.stage_lifs[3](unfold_time(x_feat, steps)))
+        membrane = self.rpe_bn(self.rpe_conv(rpe_spikes), training=training) + x_feat
+        _, height, width, dim = membrane.shape
+        return ops.reshape(membrane, (-1, steps, height * width, dim))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        for flag in self.pooling:
+            if flag == "1":
+                height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        return (batch, self.time_steps, height * width, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "time_steps": self.time_steps,
+                "pooling": self.pooling,
+                "neuron_config": self.neuron_config,
+            }
+        )
+        return config

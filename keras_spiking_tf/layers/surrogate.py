@@ -1,0 +1,108 @@
+"""Heaviside step functions with surrogate gradients (SPEC §2.1, §2.4).
+
+The forward value is exactly the Heaviside step `1 if x >= 0 else 0`, cast to
+the input's dtype, in every backend. The backward pass replaces the step's
+derivative (zero almost everywhere) by a smooth *surrogate* derivative. It is
+implemented with `keras.ops.custom_gradient`, never as
+`sg + stop_gradient(step - sg)`, which can leak rounding error into the spikes.
+
+Surrogate derivatives, with `x = H - V_th` and sharpness `alpha`:
+
+| name        | dS/dx                                      | default alpha |
+|-------------|--------------------------------------------|---------------|
+| `sigmoid`   | alpha * sigmoid(alpha x) (1 - sigmoid(alpha x)) | 4.0      |
+| `atan`      | (alpha / 2) / (1 + (pi/2 * alpha * x)^2)   | 2.0           |
+| `triangle`  | alpha * max(0, 1 - alpha * abs(x))         | 1.0           |
+| `rectangle` | alpha * [abs(x) < 1 / (2 alpha)] (straight-through) | 1.0  |
+
+Each derivative integrates to 1 over x, like the step it replaces.
+
+Example:
+
+```python
+step = heaviside_with_surrogate("sigmoid", alpha=4.0)
+spikes = step(keras.ops.convert_to_tensor([-0.5, 0.0, 0.5]))  # [0., 1., 1.]
+```
+"""
+
+import math
+
+from keras import ops
+
+DEFAULT_ALPHA = {"sigmoid": 4.0, "atan": 2.0, "triangle": 1.0, "rectangle": 1.0}
+SURROGATES = tuple(DEFAULT_ALPHA)
+
+
+def _sigmoid(x, alpha):
+    s = ops.sigmoid(alpha * x)
+    return alpha * s * (1.0 - s)
+
+
+def _atan(x, alpha):
+    return (alpha / 2.0) / (1.0 + ops.square((math.pi / 2.0) * alpha * x))
+
+
+def _triangle(x, alpha):
+    return alpha * ops.relu(1.0 - alpha * ops.abs(x))
+
+
+def _rectangle(x, alpha):
+    inside = ops.less(ops.abs(x), 1.0 / (2.0 * alpha))
+    return alpha * ops.cast(inside, x.dtype)
+
+
+_DERIVATIVES = {
+    "sigmoid": _sigmoid,
+    "atan": _atan,
+    "triangle": _triangle,
+    "rectangle": _rectangle,
+}
+
+
+def validate_surrogate(surrogate, alpha):
+    """Checks a surrogate name and returns `alpha` (its default if `None`).
+
+    Raises:
+        ValueError: unknown name, or `alpha <= 0`.
+    """
+    if surrogate not in _DERIVATIVES:
+        raise ValueError(
+            f"Unknown surrogate {surrogate!r}. Choose one of {list(SURROGATES)}."
+        )
+    if alpha is None:
+        return DEFAULT_ALPHA[surrogate]
+    alpha = float(alpha)
+    if not alpha > 0:
+        raise ValueError(f"Surrogate `alpha` must be > 0, got {alpha}.")
+    return alpha
+
+
+def surrogate_derivative(x, surrogate="sigmoid", alpha=None):
+    """The surrogate derivative dS/dx evaluated at `x` (a tensor)."""
+    alpha = validate_surrogate(surrogate, alpha)
+    return _DERIVATIVES[surrogate](x, alpha)
+
+
+def heaviside_with_surrogate(surrogate="sigmoid", alpha=None):
+    """Returns `step(x)`: exact Heaviside forward, surrogate backward.
+
+    Args:
+        surrogate: one of `"sigmoid"`, `"atan"`, `"triangle"`, `"rectangle"`.
+        alpha: sharpness; `None` takes the surrogate's default (table above).
+    """
+    alpha = validate_surrogate(surrogate, alpha)
+    derivative = _DERIVATIVES[surrogate]
+
+    @ops.custom_gradient
+    def step(x):
+        spikes = ops.cast(ops.greater_equal(x, 0), x.dtype)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            return upstream * ops.cast(derivative(x, alpha), upstream.dtype)
+
+        return spikes, grad
+
+    return step
+

@@ -1,0 +1,12 @@
+"""Model families in KerasHub layout (Backbone, ImageClassifier, presets)."""
+
+from keras_spiking_tf.models.spiking_transformer import SpikingTransformerBackbone
+from keras_spiking_tf.models.spiking_transformer import (
+    SpikingTransformerImageClassifier,
+)
+from keras_spiking_tf.models.spiking_transformer import (
+    SpikingTransformerImageClassifierPreprocessor,
+)
+from keras_spiking_tf.models.spiking_transformer import (
+    SpikingTransformerImageConverter,
+)

@@ -1,0 +1,126 @@
+"""The Spiking Transformer backbone: SPS, then L encoder blocks (SPEC §1)."""
+
+import keras
+from keras_hub.models import Backbone
+
+from keras_spiking_tf.layers.encoder_block import SpikingTransformerEncoderBlock
+from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplitting
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking_tf")
+class SpikingTransformerBackbone(Backbone):
+    """Spiking Transformer (SDT architecture) returning membrane features.
+
+    Images `(batch, H, W, C)`, already normalised, are repeated over
+    `time_steps`, split into `N` tokens of width `hidden_dim` by the spiking
+    patch splitting, and passed through `num_layers` encoder blocks. The
+    output is the last membrane tensor `(batch, T, N, hidden_dim)`.
+
+    Args:
+        num_layers: encoder blocks `L`.
+        hidden_dim: token width `D` (divisible by 8 and by `num_heads`).
+        num_heads: attention heads (8 in every published model).
+        mlp_ratio: MLP hidden width as a multiple of `D`.
+        time_steps: `T` (4 in every published result).
+        pooling: SPS pooling pattern, "0011" for 32x32, "1111" for 224x224.
+        image_shape: `(H, W, C)` of the preprocessed input.
+        attention: `"a2os2a"` (the paper), `"sdsa"` (SDT) or `"ssa"`.
+        attn_v_threshold: threshold of the attention-internal neuron.
+        neuron_config: dict of `LIF` arguments for every neuron (SPEC §2.1
+            defaults when `None`), e.g. `{"surrogate": "atan"}`.
+        association: `Q K^T V` product order (`"auto"`: the cheaper).
+        dtype: dtype policy, e.g. `"mixed_bfloat16"`.
+
+    Example:
+
+    ```python
+    backbone = SpikingTransformerBackbone(
+        num_layers=2, hidden_dim=256, time_steps=4, pooling="0011",
+        image_shape=(32, 32, 3),
+    )
+    membrane = backbone(np.zeros((1, 32, 32, 3)))   # (1, 4, 64, 256)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_layers,
+        hidden_dim,
+        num_heads=8,
+        mlp_ratio=4,
+        time_steps=4,
+        pooling="1111",
+        image_shape=(224, 224, 3),
+        attention="a2os2a",
+        attn_v_threshold=0.5,
+        neuron_config=None,
+        association="auto",
+        dtype=None,
+        **kwargs,
+    ):
+        neuron_config = dict(neuron_config or {})
+        # === Layers ===
+        self.patch_embed = SpikingPatchSplitting(
+            hidden_dim=hidden_dim,
+            time_steps=time_steps,
+            pooling=pooling,
+            neuron_config=neuron_config,
+            dtype=dtype,
+            name="patch_embed",
+        )
+        self.blocks = [
+            SpikingTransformerEncoderBlock(
+                attention=attention,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                attn_v_threshold=attn_v_threshold,
+                neuron_config=neuron_config,
+                association=association,
+                dtype=dtype,
+                name=f"block_{index}",
+            )
+            for index in range(num_layers)
+        ]
+
+        # === Functional model ===
+        image_input = keras.Input(shape=tuple(image_shape), name="images")
+        membrane = self.patch_embed(image_input)
+        for block in self.blocks:
+            membrane = block(membrane)
+        super().__init__(inputs=image_input, outputs=membrane, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.time_steps = time_steps
+        self.pooling = pooling
+        self.image_shape = tuple(image_shape)
+        self.attention = attention
+        self.attn_v_threshold = attn_v_threshold
+        self.neuron_config = neuron_config
+        self.association = association
+
+    @property
+    def num_tokens(self):
+        return self.output.shape[2]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "time_steps": self.time_steps,
+                "pooling": self.pooling,
+                "image_shape": self.image_shape,
+                "attention": self.attention,
+                "attn_v_threshold": self.attn_v_threshold,
+                "neuron_config": self.neuron_config,
+                "association": self.association,
+            }
+        )
+        return config
