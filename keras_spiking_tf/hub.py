@@ -142,7 +142,9 @@ def from_preset(preset, num_classes=None, load_weights=True, **kwargs):
             )
         return _build_from_registry(entry, num_classes, kwargs)
     if preset.startswith(HUB_SCHEMES) or os.path.isdir(preset):
-        if not preset.startswith(HUB_SCHEMES):
+        if preset.startswith(HUB_SCHEMES):
+            _fetch_hub_config(preset)
+        else:
             _check_preset_directory(preset)
         metadata = _read_metadata(preset)
         verify_weights(preset, metadata.get("weights_sha256", {}), load_weights)
@@ -186,6 +188,16 @@ def _check_preset_directory(directory):
             f"'{directory}' is not a preset directory: it has no config.json. "
             "Save one with keras_spiking_tf.save_to_preset(model, directory)."
         )
+
+
+def _fetch_hub_config(handle):
+    # KerasHub reports a handle it cannot fetch (absent from an offline
+    # cache, unknown repository) as a ValueError "has no config.json";
+    # fetch config.json here so that it is an OSError naming the handle.
+    try:
+        get_file(handle, "config.json")
+    except (OSError, ConnectionError) as error:
+        raise _hub_error(handle, error) from error
 
 
 def _read_metadata(preset):

@@ -17,5 +17,7 @@ def rng():
 
 
 def to_numpy(x):
-    """A backend tensor (or anything array-like) as a NumPy array."""
+    """A backend tensor, Keras variable or array-like as a NumPy array."""
+    if isinstance(x, keras.Variable):
+        x = x.value
     return np.asarray(keras.ops.convert_to_numpy(x))

@@ -1,0 +1,41 @@
+"""Which products of a network need a multiplier (the paper's central claim)."""
+
+from keras_spiking_tf.analysis.operations import network_products
+
+
+def addition_only_audit(model, images):
+    """Lists every product with its operand kinds and whether it needs
+    multiplication.
+
+    A product of a spike operand ({0,1} or {-1,0,1}) with anything is a
+    (signed) accumulation; only real x real needs a multiplier. In A2OS2A,
+    `Q K^T` and `(.) V` are therefore addition-only: Q binary, V ternary.
+
+    Args:
+        model: a classifier or backbone built from this package's layers.
+        images: a batch of `call` inputs; operand kinds are read off the
+            values of this forward pass.
+
+    Returns:
+        A list of dicts with `layer`, `operation`, `operands`, `input_kind`,
+        `other_kind`, `needs_multiplication`.
+
+    Example:
+
+    ```python
+    [r["layer"] for r in addition_only_audit(model, x) if r["needs_multiplication"]]
+    # ['patch_embed/proj_conv']  (the first conv sees real pixels)
+    ```
+    """
+    products, _ = network_products(model, images)
+    return [
+        {
+            "layer": p.layer,
+            "operation": p.operation,
+            "operands": p.operands,
+            "input_kind": p.input_kind,
+            "other_kind": p.other_kind,
+            "needs_multiplication": p.needs_multiplication,
+        }
+        for p in products
+    ]

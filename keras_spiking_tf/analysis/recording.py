@@ -1,0 +1,103 @@
+"""Recording what flows through a model during one eager forward pass.
+
+`record_forward(model, images)` runs `model` once, eagerly, and returns, in
+execution order, every spiking neuron's output and every convolution's and
+dense layer's input, as NumPy arrays. It temporarily wraps the `call` of
+those layers; the model itself is not changed. Works with any model built
+from this package's layers, in every backend.
+"""
+
+import contextlib
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.layers.lif import TernaryLIF
+from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
+
+
+@dataclasses.dataclass
+class Record:
+    """One recorded tensor.
+
+    Attributes:
+        name: the layer's path (e.g. `".../block_0/attn/q_lif"`).
+        layer: the layer object.
+        kind: `"neuron"` (the value is its output spikes, `(B, T, ...)`) or
+            `"product"` (the value is the input of a Conv2D/Dense).
+        value: the tensor as a NumPy array.
+    """
+
+    name: str
+    layer: keras.layers.Layer
+    kind: str
+    value: np.ndarray
+
+
+def operand_kind(values):
+    """`"binary"` ({0,1}), `"ternary"` ({-1,0,1}) or `"real"`."""
+    values = np.asarray(values)
+    if np.all((values == 0) | (values == 1)):
+        return "binary"
+    if np.all((values == 0) | (values == 1) | (values == -1)):
+        return "ternary"
+    return "real"
+
+
+def firing_rate(values):
+    """Fraction of non-zero elements (a ternary -1 counts like a +1)."""
+    return float(np.count_nonzero(np.asarray(values)) / np.asarray(values).size)
+
+
+@contextlib.contextmanager
+def _wrapped_calls(model, records):
+    wrapped = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, LIF):
+            kind = "neuron"
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kind = "product"
+        else:
+            continue
+        original = layer.call
+
+        def call(*args, _layer=layer, _kind=kind, _original=original, **kwargs):
+            outputs = _original(*args, **kwargs)
+            value = outputs if _kind == "neuron" else args[0]
+            records.append(Record(_layer.path, _layer, _kind, keras.ops.convert_to_numpy(value)))
+            return outputs
+
+        layer.call = call
+        wrapped.append(layer)
+    try:
+        yield
+    finally:
+        for layer in wrapped:
+            del layer.call
+
+
+def record_forward(model, images):
+    """Runs `model(images)` eagerly; returns `(outputs, [Record, ...])`.
+
+    `images` are the model's `call` inputs (preprocessed for a classifier).
+    """
+    records = []
+    with _wrapped_calls(model, records):
+        outputs = model(images, training=False)
+    return keras.ops.convert_to_numpy(outputs), records
+
+
+def attention_layers(model):
+    """Every attention sub-block in `model`."""
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, SpikingSelfAttention)
+    ]
+    return sorted(layers, key=lambda layer: layer.path)
+
+
+def is_ternary_neuron(layer):
+    return isinstance(layer, TernaryLIF)

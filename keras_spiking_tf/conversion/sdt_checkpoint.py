@@ -1,0 +1,448 @@
+"""Convert Spike-driven Transformer (SDT) PyTorch checkpoints to Keras presets.
+
+SDT (Yao et al., NeurIPS 2023) publishes ImageNet checkpoints (T=4) for the
+sizes 8-384, 6-512, 8-512, 10-512 and 8-768. Their weights map one to one
+onto the `sdt_{L}_{D}_imagenet` presets (SDSA attention), and, since A2OS2A
+adds no parameters, onto the `st_{L}_{D}_imagenet` presets as a starting
+point for fine-tuning (SPEC §5).
+
+Layout of the mapping (SPEC §5):
+
+    patch_embed.proj_conv{,1,2,3}.weight  [O, I, 3, 3] -> Conv2D kernel HWIO
+    patch_embed.rpe_conv.weight           [D, D, 3, 3] -> Conv2D kernel HWIO
+    block.{i}.attn.{q,k,v}_conv.weight    [D, D, 1, 1] -> Dense kernel (D, D)
+    block.{i}.attn.proj_conv.{weight,bias}             -> Dense kernel, bias
+    block.{i}.mlp.fc{1,2}_conv.{weight,bias}           -> Dense kernel, bias
+    *_bn.{weight,bias,running_mean,running_var}
+        -> BatchNormalization gamma, beta, moving_mean, moving_variance
+    head.weight [K, D], head.bias [K]                  -> Dense "head"
+
+Skipped on purpose: every BN's `num_batches_tracked` (a training counter;
+Keras BN has no equivalent and inference does not use it) and SDT's unused
+`block.{i}.attn.talking_heads.weight`. Any other key the model does not
+have, any key it needs that is missing, and any shape mismatch is an error:
+the conversion never produces a partly random model.
+
+Example:
+
+```python
+from keras_spiking_tf.conversion import convert_sdt_checkpoint
+convert_sdt_checkpoint(
+    "8_512.pth.tar", preset="sdt_8_512_imagenet", output_dir="sdt_8_512_preset"
+)
+model = keras_spiking_tf.from_preset("sdt_8_512_preset")
+```
+"""
+
+import os
+import re
+
+import numpy as np
+
+from keras_spiking_tf.hub import from_preset
+from keras_spiking_tf.hub import save_to_preset
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+    SpikingTransformerBackbone,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier import (  # noqa: E501
+    SpikingTransformerImageClassifier,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+    load_registry,
+)
+
+TORCH_INSTALL_HINT = (
+    "Reading SDT PyTorch checkpoints needs PyTorch. Install the CPU wheel: "
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+    "(or pip install 'keras-spiking-tf[backends]')."
+)
+STATE_DICT_KEYS = ("state_dict", "model")
+SPS_SUFFIXES = ("", "1", "2", "3")
+BN_TENSORS = (
+    ("weight", "gamma"),
+    ("bias", "beta"),
+    ("running_mean", "moving_mean"),
+    ("running_var", "moving_variance"),
+)
+# Keras layout -> PyTorch layout of the expected shape, and the conversion.
+LAYOUTS = {
+    "conv3x3": ("OIHW", "HWIO"),
+    "conv1x1": ("OIHW [O, I, 1, 1]", "Dense (I, O)"),
+    "linear": ("Linear (O, I)", "Dense (I, O)"),
+    "vector": ("1-D", "1-D"),
+}
+MAX_LISTED_KEYS = 50
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(TORCH_INSTALL_HINT) from error
+    return torch
+
+
+def _read_checkpoint(path):
+    """`(state_dict, metadata)` of a `.pth` / `.pth.tar` file."""
+    torch = _import_torch()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"SDT checkpoint '{path}' does not exist.")
+    # weights_only=False: SDT checkpoints pickle the argparse `args`, which
+    # the safe loader refuses. Only convert checkpoints you trust.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    metadata = {}
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"'{path}' holds a {type(checkpoint).__name__}, not a checkpoint "
+            "dict or state_dict. Save the weights with "
+            "torch.save({'state_dict': model.state_dict()}, path)."
+        )
+    for key in STATE_DICT_KEYS:
+        if isinstance(checkpoint.get(key), dict):
+            metadata = {
+                k: checkpoint[k] for k in ("epoch", "arch") if k in checkpoint
+            }
+            checkpoint = checkpoint[key]
+            break
+    else:
+        non_tensors = [k for k, v in checkpoint.items() if not hasattr(v, "shape")]
+        if non_tensors:
+            raise ValueError(
+                f"'{path}' is neither an SDT checkpoint (a dict with a "
+                "'state_dict' or 'model' entry) nor a bare state_dict; its "
+                f"top-level keys are {sorted(map(str, checkpoint))[:20]}."
+            )
+    state_dict = {}
+    for key, value in checkpoint.items():
+        if key.startswith("module."):  # saved from DataParallel / DDP
+            key = key[len("module."):]
+        state_dict[key] = value
+    return state_dict, metadata
+
+
+def load_sdt_state_dict(path):
+    """Reads the state_dict of an SDT checkpoint (`.pth` / `.pth.tar`).
+
+    Accepts SDT's checkpoint dict (weights under `"state_dict"`; `"model"` is
+    also accepted) or a bare state_dict, and strips the `"module."` prefix of
+    models saved from `DataParallel`. Unpickles with `weights_only=False`
+    (SDT checkpoints hold the training `args`): only load trusted files.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        A dict `name -> torch.Tensor` with SDT's key names (SPEC §5).
+
+    Raises:
+        ImportError: PyTorch is not installed (the message says how to
+            install the CPU wheel).
+        FileNotFoundError, ValueError: not a readable checkpoint.
+    """
+    return _read_checkpoint(path)[0]
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # a torch.Tensor; torch need not be imported
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _expected_tensors(classifier):
+    """SDT key -> (Keras variable, layout kind), in SDT's module order."""
+    backbone = classifier.backbone
+    expected = {}
+
+    def add_conv(prefix, layer, kind):
+        expected[f"{prefix}.weight"] = (layer.kernel, kind)
+        if layer.use_bias:
+            expected[f"{prefix}.bias"] = (layer.bias, "vector")
+
+    def add_bn(prefix, layer):
+        for torch_name, keras_name in BN_TENSORS:
+            expected[f"{prefix}.{torch_name}"] = (getattr(layer, keras_name), "vector")
+
+    patch_embed = backbone.patch_embed
+    for suffix, conv, bn in zip(
+        SPS_SUFFIXES, patch_embed.stage_convs, patch_embed.stage_bns
+    ):
+        add_conv(f"patch_embed.proj_conv{suffix}", conv, "conv3x3")
+        add_bn(f"patch_embed.proj_bn{suffix}", bn)
+    add_conv("patch_embed.rpe_conv", patch_embed.rpe_conv, "conv3x3")
+    add_bn("patch_embed.rpe_bn", patch_embed.rpe_bn)
+    for index, block in enumerate(backbone.blocks):
+        attn = block.attn
+        for name in ("q", "k", "v"):
+            add_conv(f"block.{index}.attn.{name}_conv", getattr(attn, f"{name}_conv"), "conv1x1")
+            add_bn(f"block.{index}.attn.{name}_bn", getattr(attn, f"{name}_bn"))
+        add_conv(f"block.{index}.attn.proj_conv", attn.proj_conv, "conv1x1")
+        add_bn(f"block.{index}.attn.proj_bn", attn.proj_bn)
+        mlp = block.mlp
+        for name in ("fc1", "fc2"):
+            add_conv(f"block.{index}.mlp.{name}_conv", getattr(mlp, f"{name}_conv"), "conv1x1")
+            add_bn(f"block.{index}.mlp.{name}_bn", getattr(mlp, f"{name}_bn"))
+    add_conv("head", classifier.output_dense, "linear")
+    return expected
+
+
+def _skipped_keys(expected, num_layers):
+    """Keys accepted but not loaded, with the reason."""
+    skipped = {}
+    for key in expected:
+        if key.endswith(".running_mean"):
+            prefix = key[: -len(".running_mean")]
+            skipped[f"{prefix}.num_batches_tracked"] = (
+                "BatchNorm step counter; Keras BatchNormalization has none and "
+                "inference does not use it"
+            )
+    for index in range(num_layers):
+        skipped[f"block.{index}.attn.talking_heads.weight"] = (
+            "SDT's talking_heads conv is never used in its forward pass"
+        )
+    return skipped
+
+
+def _torch_shape(kind, keras_shape):
+    """The PyTorch shape that converts to `keras_shape`."""
+    if kind == "conv3x3":
+        height, width, channels_in, channels_out = keras_shape
+        return (channels_out, channels_in, height, width)
+    if kind == "conv1x1":
+        channels_in, channels_out = keras_shape
+        return (channels_out, channels_in, 1, 1)
+    if kind == "linear":
+        features_in, features_out = keras_shape
+        return (features_out, features_in)
+    return tuple(keras_shape)
+
+
+def _to_keras_layout(kind, array):
+    if kind == "conv3x3":
+        return np.transpose(array, (2, 3, 1, 0))
+    if kind == "conv1x1":
+        return np.transpose(array[:, :, 0, 0])
+    if kind == "linear":
+        return np.transpose(array)
+    return array
+
+
+def _describe_checkpoint(state_dict):
+    """`"L=…, D=…, K=…"` guessed from the keys, for error messages."""
+    blocks = {
+        int(match.group(1))
+        for key in state_dict
+        if (match := re.match(r"block\.(\d+)\.", key))
+    }
+    parts = [f"L={len(blocks)}"]
+    if "patch_embed.proj_conv3.weight" in state_dict:
+        parts.append(f"D={tuple(state_dict['patch_embed.proj_conv3.weight'].shape)[0]}")
+    if "head.weight" in state_dict:
+        parts.append(f"K={tuple(state_dict['head.weight'].shape)[0]}")
+    return ", ".join(parts)
+
+
+def _describe_model(classifier):
+    backbone = classifier.backbone
+    return f"L={backbone.num_layers}, D={backbone.hidden_dim}, K={classifier.num_classes}"
+
+
+def _listed(keys):
+    keys = sorted(keys)
+    shown = ", ".join(keys[:MAX_LISTED_KEYS])
+    if len(keys) > MAX_LISTED_KEYS:
+        shown += f", ... and {len(keys) - MAX_LISTED_KEYS} more"
+    return shown
+
+
+def convert_sdt_state_dict(state_dict, classifier):
+    """Loads an SDT state_dict into a `SpikingTransformerImageClassifier`.
+
+    Every key of SPEC §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
+    and the Linear head to Dense kernels, BN weight/bias/running stats to
+    gamma/beta/moving_mean/moving_variance) and assigned. Nothing is
+    assigned unless the whole state_dict fits: keys are checked for
+    completeness and shapes before the first assignment.
+
+    Args:
+        state_dict: `name -> tensor` (torch tensors or NumPy arrays) with
+            SDT's key names, e.g. from `load_sdt_state_dict`.
+        classifier: the target `SpikingTransformerImageClassifier` (SDSA or
+            A2OS2A attention; the keys are the same).
+
+    Returns:
+        A report dict: `mapped` (list of `(sdt_key, keras_variable_path)`),
+        `skipped` (dict `sdt_key -> reason`), `num_tensors` and
+        `num_values` (elements assigned).
+
+    Raises:
+        ValueError: unknown keys or missing keys (each listed), or a shape
+            mismatch (naming the first mismatching key with both shapes in
+            PyTorch layout, and the Keras shape).
+    """
+    state_dict = {
+        (key[len("module."):] if key.startswith("module.") else key): value
+        for key, value in state_dict.items()
+    }
+    expected = _expected_tensors(classifier)
+    skippable = _skipped_keys(expected, classifier.backbone.num_layers)
+    unknown = [k for k in state_dict if k not in expected and k not in skippable]
+    missing = [k for k in expected if k not in state_dict]
+    if unknown or missing:
+        problems = []
+        if unknown:
+            problems.append(
+                f"{len(unknown)} key(s) the model has no place for: {_listed(unknown)}"
+            )
+        if missing:
+            problems.append(
+                f"{len(missing)} key(s) the model needs are missing: {_listed(missing)}"
+            )
+        raise ValueError(
+            "The state_dict does not match the model "
+            f"(checkpoint {_describe_checkpoint(state_dict)}; model "
+            f"{_describe_model(classifier)}). " + "; ".join(problems) + ". "
+            "Pick the preset of the checkpoint's size (sdt_{L}_{D}_imagenet) "
+            "and make sure it is an SDT checkpoint with LIF neurons."
+        )
+
+    converted = {}
+    for key, (variable, kind) in expected.items():
+        array = _to_numpy(state_dict[key])
+        wanted = _torch_shape(kind, tuple(variable.shape))
+        if tuple(array.shape) != wanted:
+            torch_layout, keras_layout = LAYOUTS[kind]
+            raise ValueError(
+                f"Shape mismatch at '{key}': the checkpoint has "
+                f"{list(array.shape)} and the model expects {list(wanted)} "
+                f"(both PyTorch {torch_layout}; Keras {keras_layout} "
+                f"{tuple(variable.shape)} at '{variable.path}'). Checkpoint "
+                f"{_describe_checkpoint(state_dict)}; model "
+                f"{_describe_model(classifier)}. Pick the preset of the "
+                "checkpoint's size."
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(
+                f"'{key}' has dtype {array.dtype}; expected floating-point weights."
+            )
+        converted[key] = _to_keras_layout(kind, array)
+
+    for key, (variable, _) in expected.items():
+        variable.assign(converted[key].astype(variable.dtype))
+    return {
+        "mapped": [(key, variable.path) for key, (variable, _) in expected.items()],
+        "skipped": {k: skippable[k] for k in state_dict if k in skippable},
+        "num_tensors": len(expected),
+        "num_values": int(sum(a.size for a in converted.values())),
+    }
+
+
+def _build_target(preset, init_attention, num_classes):
+    """The (random-initialised) classifier the checkpoint is loaded into."""
+    registry = load_registry()["presets"]
+    if preset in registry:
+        overrides = {}
+        if init_attention and registry[preset]["attention"] != init_attention:
+            sibling = None
+            if init_attention == "a2os2a" and preset.startswith("sdt_"):
+                sibling = "st_" + preset[len("sdt_"):]
+            elif init_attention == "sdsa" and preset.startswith("st_"):
+                sibling = "sdt_" + preset[len("st_"):]
+            if sibling in registry and registry[sibling]["attention"] == init_attention:
+                preset = sibling
+            else:
+                overrides["attention"] = init_attention
+        default_classes = load_registry()["datasets"][registry[preset]["dataset"]]["num_classes"]
+        if num_classes is not None and num_classes != default_classes:
+            overrides["num_classes"] = num_classes
+        return preset, from_preset(preset, load_weights=False, **overrides)
+
+    model = from_preset(preset, load_weights=False)
+    if num_classes is not None and num_classes != model.num_classes:
+        model = from_preset(preset, load_weights=False, num_classes=num_classes)
+    if init_attention and model.backbone.attention != init_attention:
+        config = model.backbone.get_config()
+        config["attention"] = init_attention
+        model = SpikingTransformerImageClassifier(
+            backbone=SpikingTransformerBackbone.from_config(config),
+            num_classes=model.num_classes,
+            preprocessor=model.preprocessor,
+            activation=model.activation,
+            head_dtype=model.head_dtype,
+        )
+    return preset, model
+
+
+def convert_sdt_checkpoint(
+    checkpoint_path, preset, output_dir, init_attention=None, overwrite=False
+):
+    """Converts an SDT checkpoint file into a Keras preset directory.
+
+    Builds the architecture of `preset` with random weights, loads the
+    checkpoint into it with `convert_sdt_state_dict`, and writes a preset
+    directory with `keras_spiking_tf.save_to_preset` (atomic: an interrupted
+    run leaves no half-written preset).
+
+    Args:
+        checkpoint_path: the SDT `.pth` / `.pth.tar` file.
+        preset: the target architecture: a built-in name (e.g.
+            `"sdt_8_512_imagenet"`) or a preset directory. If the
+            checkpoint's head has another number of classes than the
+            preset, the head is sized from the checkpoint.
+        output_dir: the preset directory to write.
+        init_attention: `None` keeps the preset's attention. `"a2os2a"`
+            loads the SDT weights into the A2OS2A model of the same size
+            (`sdt_8_512_imagenet` -> `st_8_512_imagenet`) as the starting
+            point for fine-tuning; its accuracy before fine-tuning is not
+            SDT's.
+        overwrite: replace an existing `output_dir`.
+
+    Returns:
+        The report of `convert_sdt_state_dict`, plus `preset` (the preset
+        built), `attention`, `num_layers`, `hidden_dim`, `num_classes`,
+        `output_dir`, `checkpoint` and the checkpoint's `epoch`/`arch` when
+        recorded.
+
+    Example:
+
+    ```python
+    convert_sdt_checkpoint("8_512.pth.tar", "sdt_8_512_imagenet", "sdt_8_512")
+    convert_sdt_checkpoint("8_512.pth.tar", "sdt_8_512_imagenet", "st_8_512_init",
+                           init_attention="a2os2a")
+    ```
+    """
+    if init_attention not in (None, "a2os2a", "sdsa", "ssa"):
+        raise ValueError(
+            f"Unknown init_attention {init_attention!r}; use None, 'a2os2a', "
+            "'sdsa' or 'ssa'."
+        )
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(
+            f"Output directory '{output_dir}' already exists; choose another "
+            "or pass overwrite=True (--overwrite)."
+        )
+    state_dict, metadata = _read_checkpoint(checkpoint_path)
+    num_classes = None
+    if "head.weight" in state_dict:
+        num_classes = int(tuple(state_dict["head.weight"].shape)[0])
+    built_preset, classifier = _build_target(preset, init_attention, num_classes)
+    report = convert_sdt_state_dict(state_dict, classifier)
+    save_to_preset(classifier, output_dir)
+    backbone = classifier.backbone
+    report.update(
+        {
+            "checkpoint": os.path.abspath(os.fspath(checkpoint_path)),
+            "preset": built_preset,
+            "attention": backbone.attention,
+            "num_layers": backbone.num_layers,
+            "hidden_dim": backbone.hidden_dim,
+            "num_classes": classifier.num_classes,
+            "output_dir": output_dir,
+            **metadata,
+        }
+    )
+    return report
