@@ -17,6 +17,7 @@ import shutil
 import tempfile
 
 import h5py
+import keras
 from keras_hub.src.utils.preset_utils import get_file
 
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
@@ -172,14 +173,43 @@ def _build_from_registry(entry, num_classes, kwargs):
 
 
 def _load_directory(preset, num_classes, load_weights, kwargs):
+    overrides = {k: kwargs.pop(k) for k in BACKBONE_ARGUMENTS if k in kwargs and k != "dtype"}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
-        return SpikingTransformerImageClassifier.from_preset(
-            preset, load_weights=load_weights, **kwargs
+        model = SpikingTransformerImageClassifier.from_preset(
+            preset, load_weights=load_weights and not overrides, **kwargs
         )
+        if overrides:
+            model = _rebuild_with_backbone_overrides(preset, model, overrides, load_weights)
     except (OSError, ConnectionError) as error:
         raise _hub_error(preset, error) from error
+    return model
+
+
+def _rebuild_with_backbone_overrides(preset, model, overrides, load_weights):
+    """`model` rebuilt with backbone arguments changed (e.g. `time_steps`,
+    `attention`: neither changes a weight's shape), then the preset's weights
+    loaded into it."""
+    config = {**model.backbone.get_config(), **overrides}
+    rebuilt = SpikingTransformerImageClassifier(
+        backbone=SpikingTransformerBackbone.from_config(config),
+        num_classes=model.num_classes,
+        preprocessor=model.preprocessor,
+        activation=model.activation,
+        head_dtype=model.head_dtype,
+    )
+    if load_weights:
+        rebuilt.backbone.load_weights(get_file(preset, "model.weights.h5"))
+        fresh_head = model.num_classes != _preset_num_classes(preset)
+        if not fresh_head:
+            rebuilt.load_task_weights(get_file(preset, "task.weights.h5"))
+    return rebuilt
+
+
+def _preset_num_classes(preset):
+    with open(get_file(preset, "task.json"), encoding="utf-8") as file:
+        return json.load(file)["config"]["num_classes"]
 
 
 def _check_preset_directory(directory):
@@ -291,6 +321,15 @@ def save_to_preset(model, preset_dir):
     staging = tempfile.mkdtemp(prefix=".preset-", dir=parent)
     try:
         model.save_to_preset(staging)
+        if getattr(model, "optimizer", None) is not None:
+            # KerasHub's task weights include a compiled model's optimizer
+            # state; a preset ships the model only (training checkpoints
+            # keep the optimizer).
+            keras.saving.save_weights(
+                model,
+                os.path.join(staging, "task.weights.h5"),
+                objects_to_skip=list(model.backbone._flatten_layers()) + [model.optimizer],
+            )
         metadata_path = os.path.join(staging, "metadata.json")
         with open(metadata_path, encoding="utf-8") as file:
             metadata = json.load(file)

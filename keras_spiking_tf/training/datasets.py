@@ -79,30 +79,39 @@ def _tfds_splits(builder, train_split, test_split):
     return DataSplits(
         train=train.map(_cast_label),
         test=test.map(_cast_label),
-        num_train=info.splits[train_split].num_examples,
-        num_test=info.splits[test_split].num_examples,
+        num_train=_split_size(info, train_split, train),
+        num_test=_split_size(info, test_split, test),
         num_classes=info.features["label"].num_classes,
         channels=info.features["image"].shape[-1],
     )
+
+
+def _split_size(info, split, dataset):
+    """The split's size from the TFDS metadata; counted when the metadata
+    lacks it (data sets served by `tfds.testing.mock_data`)."""
+    if split in info.splits:
+        return info.splits[split].num_examples
+    return int(dataset.reduce(0, lambda count, _: count + 1))
 
 
 def _cast_label(image, label):
     return image, tf.cast(label, tf.int64)
 
 
-def _prepared_tfds_builder(name, data_dir):
+def _prepared_tfds_splits(name, data_dir):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    try:
+        return _tfds_splits(builder, "train", "test")
+    except (AssertionError, KeyError) as error:  # how TFDS reports "not prepared"
         raise FileNotFoundError(
             f"TFDS data set '{name}' is not prepared in data_dir "
             f"'{data_dir or tfds.core.constants.DATA_DIR}'. Prepare it once on "
             f"a machine with internet (`tfds build {name} --data_dir DIR`) "
             "and pass that directory with --data_dir; this tool never "
             "downloads silently."
-        )
-    return builder
+        ) from error
 
 
 def _imagenet_builder(data_dir):
@@ -159,7 +168,7 @@ def load_dataset(name, data_dir=None):
     if name == "digits":
         return _from_arrays(*load_digits_arrays(), num_classes=10)
     if name in ("cifar10", "cifar100"):
-        return _tfds_splits(_prepared_tfds_builder(name, data_dir), "train", "test")
+        return _prepared_tfds_splits(name, data_dir)
     if name == "imagenet2012":
         return _tfds_splits(_imagenet_builder(data_dir), "train", "validation")
     if name.startswith("imagefolder:"):

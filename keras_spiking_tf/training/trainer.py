@@ -163,6 +163,11 @@ def train(config):
     summary["test_accuracy"]
     ```
     """
+    return run_training(config)[1]
+
+
+def run_training(config):
+    """`train`, returning `(trained model, summary)`."""
     recipe = resolve_recipe(config)
     keras.utils.set_random_seed(config.seed)
     dtype_policy = config.mixed_precision or recipe.mixed_precision or "float32"
@@ -265,4 +270,4 @@ def train(config):
         save_to_preset(model, final_preset)
         with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as file:
             json.dump(summary, file, indent=2)
-    return summary
+    return model, summary
