@@ -238,8 +238,9 @@ class SDTReference(nn.Module):
 def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32):
     """Random weights and realistic BatchNorm statistics, in place.
 
-    Conv weights: SDT's init (normal, std 0.02); the head keeps PyTorch's
-    default Linear init. Biases, BN gamma and beta: random (so a
+    Conv weights: SDT's init (normal, std 0.02); the head: PyTorch's default
+    Linear init (uniform, bound 1/sqrt(D)). Everything is drawn from `seed`,
+    so the same seed gives the same model in every process. Biases, BN gamma and beta: random (so a
     swapped or dropped tensor changes the output). BN running statistics:
     the exact average of `calibration_batches` training-mode forwards on
     random normalised images (momentum=None), so neurons fire at realistic
@@ -260,6 +261,9 @@ def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32
                 if module.bias is not None:
                     module.bias.copy_(normal(module.bias.shape, 0.02))
             elif isinstance(module, nn.Linear):
+                # PyTorch's default Linear init, drawn from `generator`.
+                bound = module.in_features ** -0.5
+                module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
                 module.bias.copy_(normal(module.bias.shape, 0.1))
             elif isinstance(module, nn.BatchNorm2d):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=generator) * 0.6 + 0.7)

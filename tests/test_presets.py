@@ -212,9 +212,41 @@ def test_builtin_without_weights_explains_how_to_get_them():
     assert "train" in str(info.value)
 
 
+def _shipped_presets():
+    names = [n for n, m in keras_spiking_tf.list_presets().items() if m["weights_available"]]
+    return names or [pytest.param(None, marks=pytest.mark.skip(reason="no shipped weights"))]
+
+
+@pytest.mark.parametrize("name", _shipped_presets())
+def test_shipped_preset_loads_with_weights(name):
+    model = keras_spiking_tf.from_preset(name)  # verifies the SHA-256s
+    assert trainable_count(model) == expected_params(name)
+    _, _, dim, dataset = parse_name(name)
+    assert tuple(model.backbone.output.shape) == (None, 4, DATASETS[dataset]["tokens"], dim)
+
+
+def test_shipped_digits_preset_classifies_digits():
+    """The shipped st_2_64_digits weights are trained: a sanity bound on
+    scikit-learn's digits (all 1797 images; chance is 10%)."""
+    if not keras_spiking_tf.list_presets()["st_2_64_digits"]["weights_available"]:
+        pytest.skip("st_2_64_digits ships no weights")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images[..., None].astype("float32") * (255.0 / 16.0)  # 0..16 -> 0..255
+    images = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (16, 16)))
+    images = np.clip(np.round(images), 0, 255).astype("uint8")
+    model = keras_spiking_tf.from_preset("st_2_64_digits")
+    logits = model.predict(images, batch_size=300, verbose=0)
+    assert logits.shape == (len(images), 10)
+    accuracy = np.mean(np.argmax(logits, axis=1) == digits.target)
+    assert accuracy >= 0.95, accuracy
+
+
 def test_wheel_contains_preset_registry(tmp_path):
-    """presets/presets.json ships inside the wheel (keras_spiking_tf/presets
-    is a symlink to ../presets in the repository). About 2-10 s, offline."""
+    """presets/presets.json and the shipped preset directories are inside the
+    wheel (keras_spiking_tf/presets is a symlink to ../presets in the
+    repository). About 2-10 s, offline."""
     env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -224,8 +256,14 @@ def test_wheel_contains_preset_registry(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     wheels = list((tmp_path / "dist").glob("keras_spiking_tf-*.whl"))
     assert len(wheels) == 1, wheels
+    presets = REPO_ROOT / "presets"
+    expected = sorted(p.relative_to(presets).as_posix() for p in presets.rglob("*") if p.is_file())
+    assert "presets.json" in expected
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = set(wheel.namelist())
         assert "keras_spiking_tf/presets/presets.json" in names, sorted(names)
-        shipped = wheel.read("keras_spiking_tf/presets/presets.json")
-    assert shipped == (REPO_ROOT / "presets" / "presets.json").read_bytes()
+        # Shipped preset directories (weights, configs) come along, byte-equal.
+        for relative in expected:
+            member = f"keras_spiking_tf/presets/{relative}"
+            assert member in names, member
+            assert wheel.read(member) == (presets / relative).read_bytes(), member

@@ -44,7 +44,9 @@ def make_strategy(name, tpu=None):
 
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
+    # list_physical_devices does not start the runtime, which multi-worker
+    # collectives must configure first.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "one_device":

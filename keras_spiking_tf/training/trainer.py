@@ -168,10 +168,12 @@ def train(config):
 
 def run_training(config):
     """`train`, returning `(trained model, summary)`."""
+    # The strategy comes first: multi-worker collectives must be configured
+    # before anything else initialises TensorFlow.
+    strategy = make_strategy(config.strategy, config.tpu)
     recipe = resolve_recipe(config)
     keras.utils.set_random_seed(config.seed)
     dtype_policy = config.mixed_precision or recipe.mixed_precision or "float32"
-    strategy = make_strategy(config.strategy, config.tpu)
     chief = is_chief(strategy)
     output_dir = config.output_dir if chief else os.path.join(tempfile.mkdtemp(), "worker")
     check_output_dir(output_dir)

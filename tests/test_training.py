@@ -1,0 +1,396 @@
+"""Training: recipes, schedule, data paths, distribution, resume, errors.
+
+The expensive end-to-end runs use a tiny preset (1 block, D=32, T=2) on
+digits and run in subprocesses where TensorFlow must be configured before it
+starts (logical CPUs, TF_CONFIG) or where the test kills the process.
+"""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_tf
+from keras_spiking_tf.training.checkpointing import CheckpointDirectory
+from keras_spiking_tf.training.checkpointing import NonFiniteLossError
+from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
+from keras_spiking_tf.training.datasets import load_dataset
+from keras_spiking_tf.training.optimization import make_optimizer
+from keras_spiking_tf.training.recipes import builtin_recipes
+from keras_spiking_tf.training.recipes import load_recipe
+from keras_spiking_tf.training.schedules import WarmupCosineSchedule
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute / tf.data paths"
+)
+
+
+def tiny_preset(directory, base="st_2_64_digits"):
+    """A 1-block, D=32, T=2 preset saved to `directory` (fast to train)."""
+    model = keras_spiking_tf.from_preset(
+        base, load_weights=False, num_layers=1, hidden_dim=32, time_steps=2
+    )
+    keras_spiking_tf.save_to_preset(model, directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def tiny_digits_preset(tmp_path_factory):
+    return tiny_preset(tmp_path_factory.mktemp("presets") / "tiny_digits")
+
+
+def subprocess_env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["KERAS_BACKEND"] = "tensorflow"
+    env.update(extra)
+    return env
+
+
+def run_worker(config, weights_path, logical_cpus=1, env=None, timeout=600):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+         json.dumps(config), str(weights_path), str(logical_cpus)],
+        env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(weights_path)
+
+
+# --- recipes and schedule ---------------------------------------------------
+
+
+def test_builtin_recipes_parse_with_spec_values():
+    assert set(builtin_recipes()) >= {"cifar", "imagenet", "digits"}
+    cifar = load_recipe("cifar")
+    # SPEC §6, CIFAR: AdamW 3e-4, wd 0.06, batch 64, 20 warm-up epochs from
+    # 1e-6, min 1e-5, 300 + 10 cool-down, mixup 0.5 off after 200, ls 0.1.
+    assert (cifar.optimizer, cifar.learning_rate, cifar.weight_decay) == ("adamw", 3e-4, 0.06)
+    assert (cifar.batch_size, cifar.warmup_epochs, cifar.warmup_learning_rate) == (64, 20, 1e-6)
+    assert (cifar.min_learning_rate, cifar.epochs, cifar.cooldown_epochs) == (1e-5, 300, 10)
+    assert (cifar.mixup_alpha, cifar.cutmix_alpha, cifar.mix_off_epoch) == (0.5, 0.0, 200)
+    assert cifar.rand_augment == {"num_ops": 1, "magnitude": 9, "magnitude_std": 0.4}
+    assert cifar.label_smoothing == 0.1 and cifar.random_resized_crop_scale is None
+    imagenet = load_recipe("imagenet")
+    assert (imagenet.optimizer, imagenet.optimizer_epsilon, imagenet.clipnorm) == ("lamb", 1e-6, 1.0)
+    assert imagenet.weight_decay == 0.01 and imagenet.mixup_alpha == 0.2
+    assert imagenet.cutmix_alpha == 1.0 and imagenet.mixed_precision == "mixed_bfloat16"
+
+
+def test_recipe_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="Unknown recipe 'cifar1000'"):
+        load_recipe("cifar1000")
+    bad = tmp_path / "bad.json"
+    values = json.loads(json.dumps(load_recipe("digits").__dict__))
+    values["warmup"] = 3
+    del values["epochs"]
+    bad.write_text(json.dumps(values))
+    with pytest.raises(ValueError, match=r"unknown keys \['warmup'\].*lacks keys \['epochs'\]"):
+        load_recipe(str(bad))
+
+
+def timm_cosine(epoch, base=3e-4, warmup_lr=1e-6, min_lr=1e-5, warmup=20, epochs=300):
+    """timm's CosineLRScheduler (warmup_prefix=False, t_in_epochs), by hand."""
+    if epoch < warmup:
+        return warmup_lr + epoch * (base - warmup_lr) / warmup
+    if epoch >= epochs:
+        return min_lr
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * epoch / epochs))
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 10, 19, 20, 150, 299, 300, 309])
+def test_per_epoch_cosine_schedule_matches_timm(epoch):
+    steps = 782
+    schedule = WarmupCosineSchedule(3e-4, 1e-6, 1e-5, 20, 300, steps, unit="epoch")
+    for step in (epoch * steps, epoch * steps + steps // 2, epoch * steps + steps - 1):
+        got = float(keras.ops.convert_to_numpy(schedule(step)))
+        assert got == pytest.approx(timm_cosine(epoch), rel=1e-5)
+
+
+def test_per_step_schedule_interpolates_within_epochs():
+    schedule = WarmupCosineSchedule(1e-3, 0.0, 0.0, 2, 10, 100, unit="step")
+    # Half-way through warm-up epoch 1: t = 1.5 epochs -> 1.5 / 2 of the peak.
+    assert float(keras.ops.convert_to_numpy(schedule(150))) == pytest.approx(0.75e-3, rel=1e-5)
+    # t = 5 of 10 epochs: the cosine is at its midpoint.
+    assert float(keras.ops.convert_to_numpy(schedule(500))) == pytest.approx(0.5e-3, rel=1e-5)
+
+
+def test_weight_decay_skips_biases_and_batch_norm():
+    recipe = load_recipe("cifar", batch_size=64)
+    model = keras_spiking_tf.from_preset(
+        "st_2_64_digits", load_weights=False, num_layers=1, hidden_dim=16, time_steps=1
+    )
+    optimizer = make_optimizer(recipe, model, steps_per_epoch=1)
+    model.compile(optimizer=optimizer)
+    variables = model.trainable_variables
+    before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    zeros = [keras.ops.zeros_like(v) for v in variables]
+    optimizer.apply_gradients(zip(zeros, variables))
+    lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    for variable, old in zip(variables, before):
+        new = keras.ops.convert_to_numpy(variable)
+        if len(variable.shape) >= 2:  # decoupled decay: w - lr * wd * w
+            np.testing.assert_allclose(new, old * (1 - lr * 0.06), rtol=1e-6, atol=1e-12)
+        else:  # biases, BN gamma/beta: untouched by a zero gradient
+            np.testing.assert_array_equal(new, old)
+
+
+# --- data -------------------------------------------------------------------
+
+
+def test_digits_split_is_fixed_and_stratified():
+    splits = load_dataset("digits")
+    assert (splits.num_train, splits.num_test, splits.num_classes, splits.channels) == (1437, 360, 10, 1)
+    labels = np.array([int(y) for _, y in splits.test.as_numpy_iterator()])
+    assert np.all(np.bincount(labels, minlength=10) >= 35)  # about 36 per class
+    first = next(splits.train.as_numpy_iterator())
+    again = next(load_dataset("digits").train.as_numpy_iterator())
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[0].shape == (16, 16, 1) and first[0].dtype == np.uint8
+
+
+def test_unknown_dataset_and_missing_data_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'"):
+        load_dataset("mnist")
+    with pytest.raises(FileNotFoundError, match="not prepared in data_dir"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ILSVRC2012_img_train.tar"):
+        load_dataset("imagenet2012", data_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(f"imagefolder:{tmp_path / 'nowhere'}")
+
+
+@TF_ONLY
+def test_cifar10_path_through_tfds_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from keras_spiking_tf.training.trainer import TrainConfig
+    from keras_spiking_tf.training.trainer import train
+
+    preset = tiny_preset(tmp_path / "tiny_cifar", base="st_2_256_cifar10")
+    with tfds.testing.mock_data(num_examples=48):
+        splits = load_dataset("cifar10")
+        assert (splits.num_train, splits.num_classes, splits.channels) == (48, 10, 3)
+        summary = train(
+            TrainConfig(preset=preset, dataset="cifar10", epochs=1, batch_size=16,
+                        output_dir=str(tmp_path / "run"), verbose=0)
+        )
+    assert summary["global_step"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
+    # The CIFAR recipe's augmentation (flip, RandAugment, mixup) ran.
+    assert summary["recipe"]["mixup_alpha"] == 0.5
+
+
+@TF_ONLY
+def test_imagefolder_path_on_written_images(tmp_path):
+    from PIL import Image
+
+    from keras_spiking_tf.training.trainer import TrainConfig
+    from keras_spiking_tf.training.trainer import train
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for label, colour in (("red", 0), ("blue", 2)):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 60, (40, 36, 3), dtype=np.uint8)
+                pixels[..., colour] = 220
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    splits = load_dataset(f"imagefolder:{tmp_path / 'images'}")
+    assert (splits.num_train, splits.num_test, splits.num_classes) == (24, 8, 2)
+    preset = tiny_preset(tmp_path / "tiny_rgb", base="st_2_256_cifar10")
+    summary = train(
+        TrainConfig(preset=preset, dataset=f"imagefolder:{tmp_path / 'images'}",
+                    recipe="digits", epochs=1, batch_size=8,
+                    output_dir=str(tmp_path / "run"), verbose=0)
+    )
+    trained = keras_spiking_tf.from_preset(summary["preset_dir"])
+    assert trained.num_classes == 2  # a fresh head sized for the folder's labels
+    assert summary["global_step"] == 3
+
+
+# --- the main job, end to end -------------------------------------------------
+
+
+@TF_ONLY
+def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
+    output = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
+         "--epochs", "2", "--output_dir", str(output), "--verbose", "0"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "summary.json").read_text())
+    for key in ("test_accuracy", "epochs", "train_seconds", "preset_dir"):
+        assert key in summary
+    assert summary["epochs"] == 2 and summary["global_step"] == 2 * (1437 // 64)
+    rows = (output / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch") and len(rows) == 3
+    assert any(name.startswith("events") for _, _, files in os.walk(output / "tensorboard") for name in files)
+    model = keras_spiking_tf.from_preset(summary["preset_dir"])
+    x_test = np.stack([x for x, _ in load_dataset("digits").test.take(360).as_numpy_iterator()])
+    y_test = np.array([y for _, y in load_dataset("digits").test.as_numpy_iterator()])
+    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test))
+    assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert "test accuracy" in result.stdout
+
+
+@TF_ONLY
+def test_output_dir_and_preset_errors(tmp_path, tiny_digits_preset):
+    from keras_spiking_tf.training.trainer import TrainConfig
+    from keras_spiking_tf.training.trainer import train
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermissionError, match="Cannot write to --output_dir"):
+        train(TrainConfig(preset=tiny_digits_preset, output_dir=str(blocker / "run"), verbose=0))
+    with pytest.raises(ValueError, match="Unknown preset 'st_2_64_digit'"):
+        train(TrainConfig(preset="st_2_64_digit", output_dir=str(tmp_path / "r1"), verbose=0))
+    with pytest.raises(ValueError, match="takes 3-channel images but dataset 'digits' has 1"):
+        train(TrainConfig(preset="st_2_256_cifar10", epochs=1, output_dir=str(tmp_path / "r2"), verbose=0))
+
+
+# --- fault tolerance ------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 3), "float32")
+    x[6] = np.nan  # batch size 2: the 4th step sees a NaN
+    checkpoints = CheckpointDirectory(str(tmp_path / "ckpt"))
+    callback = ResumableCheckpoint(checkpoints, steps_per_epoch=4, every_steps=1)
+    with pytest.raises(NonFiniteLossError, match="global step 4"):
+        model.fit(x, np.zeros((8, 1)), batch_size=2, shuffle=False, callbacks=[callback], verbose=0)
+    latest = checkpoints.latest()
+    assert latest.endswith("ckpt-0000000003")
+    state = json.loads(open(os.path.join(latest, "state.json")).read())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 3, 3)
+    with h5py.File(os.path.join(latest, "model.weights.h5")) as weights:
+        def all_finite(group):
+            return all(
+                all_finite(item) if isinstance(item, h5py.Group) else np.all(np.isfinite(item[()]))
+                for item in group.values()
+            )
+
+        assert all_finite(weights)
+
+
+@TF_ONLY
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_digits_preset):
+    config = dict(preset=tiny_digits_preset, epochs=2, checkpoint_every=4, seed=3, verbose=0)
+    reference = run_worker({**config, "output_dir": str(tmp_path / "whole")}, tmp_path / "whole.npz")
+
+    # Start the same run, kill it as soon as a checkpoint inside epoch 2 exists.
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
+         "--epochs", "2", "--checkpoint_every", "4", "--seed", "3", "--verbose", "0",
+         "--output_dir", str(interrupted)],
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    killed_at = None
+    while time.time() < deadline and process.poll() is None:
+        checkpoints = CheckpointDirectory(str(interrupted / "checkpoints")).complete_checkpoints()
+        steps = [int(path.rsplit("-", 1)[1]) for path in checkpoints]
+        if steps and 22 < max(steps) < 44:
+            process.send_signal(signal.SIGKILL)
+            killed_at = max(steps)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert killed_at is not None, "the run ended before a mid-epoch checkpoint was seen"
+    assert not (interrupted / "summary.json").exists()
+    state = json.loads((interrupted / "checkpoints" / f"ckpt-{killed_at:010d}" / "state.json").read_text())
+    assert state["epoch"] == 1 and 0 < state["step_in_epoch"] < 22
+
+    resumed = run_worker({**config, "output_dir": str(interrupted), "resume": True}, tmp_path / "resumed.npz")
+    whole_summary = json.loads(str(reference["summary"]))
+    resumed_summary = json.loads(str(resumed["summary"]))
+    assert resumed_summary["global_step"] == whole_summary["global_step"] == 44
+    names = [n for n in reference.files if n.startswith("all/")]
+    assert names
+    for name in names:
+        np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+# --- distribution -----------------------------------------------------------------
+
+
+@TF_ONLY
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_digits_preset):
+    config = dict(preset=tiny_digits_preset, epochs=1, strategy="mirrored",
+                  output_dir=str(tmp_path / "run"), verbose=0)
+    weights = run_worker(config, tmp_path / "mirrored.npz", logical_cpus=2)
+    summary = json.loads(str(weights["summary"]))
+    assert summary["replicas"] == 2 and summary["global_step"] == 1437 // 64
+    replica_pairs = [n for n in weights.files if n.startswith("trainable/") and n.endswith("/1")]
+    assert len(replica_pairs) == len([n for n in weights.files if n.startswith("trainable/")]) // 2
+    for name in replica_pairs:
+        np.testing.assert_array_equal(weights[name], weights[name[:-1] + "0"])
+
+
+@TF_ONLY
+def test_batch_size_not_divisible_by_replicas(tmp_path, tiny_digits_preset):
+    config = dict(preset=tiny_digits_preset, epochs=1, strategy="mirrored", batch_size=33,
+                  output_dir=str(tmp_path / "run"), verbose=0)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+         json.dumps(config), str(tmp_path / "w.npz"), "2"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "Global batch size 33 is not divisible by the 2 replicas" in result.stderr
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@TF_ONLY
+def test_multi_worker_two_processes_agree_and_learn(tmp_path, tiny_digits_preset):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        config = dict(preset=tiny_digits_preset, epochs=2, strategy="multi_worker",
+                      output_dir=str(tmp_path / "run"), verbose=0)
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+             json.dumps(config), str(tmp_path / f"worker{index}.npz")],
+            env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        ))
+    for process in processes:
+        _, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr[-3000:]
+    chief, other = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+    names = [n for n in chief.files if n.startswith("trainable/")]
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    losses = [float(row.split(",")[header.index("loss")]) for row in rows[1:]]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert (tmp_path / "run" / "final_preset" / "model.weights.h5").exists()
