@@ -145,7 +145,8 @@ class Attention(nn.Module):
         """`(T, B, C, H, W)` -> `(T, B, heads, H*W, C/heads)`, channel
         `c = head * (C/heads) + j`."""
         steps, batch, channels, height, width = x.shape
-        x = x.reshape(steps, batch, self.num_heads, channels // self.num_heads, height * width)
+        head_dim = channels // self.num_heads
+        x = x.reshape(steps, batch, self.num_heads, head_dim, height * width)
         return x.transpose(-1, -2)
 
     def forward(self, u):
@@ -163,8 +164,8 @@ class Attention(nn.Module):
             k = self._heads(torch.relu(k))
             v = self._heads(self.v_lif(v))
             product = (q @ k.transpose(-1, -2)) @ v  # (T, B, heads, N, d)
-            product = product.transpose(-1, -2).reshape(steps, batch, channels, height, width)
-            attended = self.attn_lif(product)
+            product = product.transpose(-1, -2)
+            attended = self.attn_lif(product.reshape(u.shape))
         return u + _unfold(self.proj_bn(self.proj_conv(_fold(attended))), steps)
 
 
@@ -239,18 +240,21 @@ def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32
     """Random weights and realistic BatchNorm statistics, in place.
 
     Conv weights: SDT's init (normal, std 0.02); the head: PyTorch's default
-    Linear init (uniform, bound 1/sqrt(D)). Everything is drawn from `seed`,
-    so the same seed gives the same model in every process. Biases, BN gamma and beta: random (so a
-    swapped or dropped tensor changes the output). BN running statistics:
-    the exact average of `calibration_batches` training-mode forwards on
-    random normalised images (momentum=None), so neurons fire at realistic
-    rates (SPEC §8 measured about 3-30% per neuron this way). Returns the
-    model in eval mode.
+    Linear init (uniform, bound 1/sqrt(D)). Biases, BN gamma and beta:
+    random, so a swapped or dropped tensor changes the output. BN running
+    statistics: the exact average of `calibration_batches` training-mode
+    forwards on random normalised images (momentum=None), so neurons fire at
+    rates like those of SPEC §8 (about 3-30%). Everything is drawn from
+    `seed`: the same seed gives the same model in every process. Returns
+    the model in eval mode.
     """
     generator = torch.Generator().manual_seed(seed)
 
     def normal(shape, std, mean=0.0):
         return torch.randn(shape, generator=generator) * std + mean
+
+    def uniform(shape):
+        return torch.rand(shape, generator=generator)
 
     with torch.no_grad():
         for name, module in model.named_modules():
@@ -263,10 +267,10 @@ def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32
             elif isinstance(module, nn.Linear):
                 # PyTorch's default Linear init, drawn from `generator`.
                 bound = module.in_features ** -0.5
-                module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
+                module.weight.copy_((uniform(module.weight.shape) * 2 - 1) * bound)
                 module.bias.copy_(normal(module.bias.shape, 0.1))
             elif isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) * 0.6 + 0.7)
+                module.weight.copy_(uniform(module.weight.shape) * 0.6 + 0.7)
                 module.bias.copy_(normal(module.bias.shape, 0.2))
                 module.reset_running_stats()
                 module.momentum = None  # cumulative average over the batches

@@ -31,7 +31,7 @@ import sdt_reference  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_checkpoint  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_state_dict  # noqa: E402
 from keras_spiking_tf.conversion import load_sdt_state_dict  # noqa: E402
-from keras_spiking_tf.conversion import sdt_checkpoint as conversion_module  # noqa: E402
+from keras_spiking_tf.conversion import sdt_checkpoint as conversion  # noqa: E402
 from keras_spiking_tf.layers import LIF  # noqa: E402
 from keras_spiking_tf.models import SpikingTransformerBackbone  # noqa: E402
 from keras_spiking_tf.models import SpikingTransformerImageClassifier  # noqa: E402
@@ -48,7 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LOGIT_TOLERANCE = 1e-4
 SPIKE_AGREEMENT = 0.999
 # The parity model: 2 blocks, D=64, T=4, 32x32 CIFAR-sized input, "0011".
-PARITY = dict(num_layers=2, dim=64, time_steps=4, num_classes=10, image=32, pooling="0011")
+PARITY = dict(
+    num_layers=2, dim=64, time_steps=4, num_classes=10, image=32, pooling="0011"
+)
 BATCH = 4
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -58,7 +60,9 @@ def to_np(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-def keras_classifier(num_layers, dim, time_steps, num_classes, image, pooling, attention):
+def keras_classifier(
+    num_layers, dim, time_steps, num_classes, image, pooling, attention
+):
     """A random-initialised classifier like a preset's (with a preprocessor)."""
     backbone = SpikingTransformerBackbone(
         num_layers=num_layers,
@@ -78,7 +82,9 @@ def keras_classifier(num_layers, dim, time_steps, num_classes, image, pooling, a
     )
 
 
-def torch_reference(num_layers, dim, time_steps, num_classes, image, pooling, attention, seed):
+def torch_reference(
+    num_layers, dim, time_steps, num_classes, image, pooling, attention, seed
+):
     model = sdt_reference.SDTReference(
         num_layers, dim, num_classes, time_steps=time_steps, pooling=pooling,
         attention=attention,
@@ -148,7 +154,8 @@ def run_keras(classifier, images, monkeypatch):
         name = names[id(self)]
         assert name not in record, f"{name} ran twice"
         array = to_np(spikes)
-        record[name] = array.reshape(array.shape[0], array.shape[1], -1, array.shape[-1])
+        batch, steps, channels = array.shape[0], array.shape[1], array.shape[-1]
+        record[name] = array.reshape(batch, steps, -1, channels)
         return spikes
 
     with monkeypatch.context() as patch:
@@ -218,7 +225,8 @@ def test_converted_preset_matches_reference(parity_case, monkeypatch):
     print(
         f"\n{parity_case.attention}: max |logit diff| = {difference:.3g}; worst spike "
         f"agreement {agreements[worst]:.6f} at {worst}; "
-        f"{sum(a == 1.0 for a in agreements.values())}/{len(agreements)} neurons identical"
+        f"{sum(a == 1.0 for a in agreements.values())}/{len(agreements)} neurons "
+        "identical"
     )
     for name, agreement in agreements.items():
         assert agreement >= SPIKE_AGREEMENT, (name, agreement)
@@ -229,10 +237,11 @@ def test_round_trip_equals_in_memory_conversion(parity_case):
     """The saved preset reloads to the model `convert_sdt_state_dict` built."""
     in_memory = keras_spiking_tf.from_preset(parity_case.target_dir, load_weights=False)
     if parity_case.attention != "sdsa":
-        in_memory = conversion_module._build_target(
+        in_memory = conversion._build_target(
             parity_case.target_dir, parity_case.attention, None
         )[1]
-    report = convert_sdt_state_dict(load_sdt_state_dict(parity_case.checkpoint), in_memory)
+    state_dict = load_sdt_state_dict(parity_case.checkpoint)
+    report = convert_sdt_state_dict(state_dict, in_memory)
     reloaded = keras_spiking_tf.from_preset(parity_case.report["output_dir"])
     np.testing.assert_allclose(
         to_np(in_memory(parity_case.images)),
@@ -365,7 +374,8 @@ def test_layouts_of_converted_tensors(small_model):
     kernel = to_np(patch_embed.stage_convs[1].kernel)  # H, W, I, O
     assert kernel[0, 2, 3, 5] == conv[5, 3, 0, 2]
     dense = state_dict["block.0.mlp.fc1_conv.weight"].numpy()  # 4D, D, 1, 1
-    assert to_np(small_model.backbone.blocks[0].mlp.fc1_conv.kernel)[7, 200] == dense[200, 7, 0, 0]
+    fc1_kernel = to_np(small_model.backbone.blocks[0].mlp.fc1_conv.kernel)  # D, 4D
+    assert fc1_kernel[7, 200] == dense[200, 7, 0, 0]
     head = state_dict["head.weight"].numpy()  # K, D
     assert to_np(small_model.output_dense.kernel)[11, 3] == head[3, 11]
     bn = small_model.backbone.blocks[0].attn.v_bn
@@ -417,20 +427,26 @@ def test_builtin_preset_targets(monkeypatch):
         calls.append((preset, kwargs))
         return "model"
 
-    monkeypatch.setattr(conversion_module, "from_preset", fake_from_preset)
-    build = conversion_module._build_target
+    monkeypatch.setattr(conversion, "from_preset", fake_from_preset)
+    build = conversion._build_target
     assert build("sdt_8_512_imagenet", "a2os2a", 1000)[0] == "st_8_512_imagenet"
     assert calls[-1] == ("st_8_512_imagenet", {"load_weights": False})
     build("sdt_8_512_imagenet", None, 100)
-    assert calls[-1] == ("sdt_8_512_imagenet", {"load_weights": False, "num_classes": 100})
+    assert calls[-1] == (
+        "sdt_8_512_imagenet", {"load_weights": False, "num_classes": 100}
+    )
     build("sdt_2_256_cifar10", "ssa", 10)  # no ssa preset: override the attention
-    assert calls[-1] == ("sdt_2_256_cifar10", {"load_weights": False, "attention": "ssa"})
+    assert calls[-1] == (
+        "sdt_2_256_cifar10", {"load_weights": False, "attention": "ssa"}
+    )
 
 
 def test_refuses_existing_output(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError, match="overwrite"):
-        convert_sdt_checkpoint(tmp_path / "any.pth", "sdt_2_256_cifar10", tmp_path / "out")
+        convert_sdt_checkpoint(
+            tmp_path / "any.pth", "sdt_2_256_cifar10", tmp_path / "out"
+        )
 
 
 @pytest.mark.slow
@@ -462,7 +478,9 @@ def test_convert_tool_end_to_end(tmp_path):
     a2os2a.load_state_dict(sdsa.state_dict())
     images = normalised_images(seed=4, batch=2, image=16)
     torch_logits, _ = run_torch(a2os2a.eval(), images)
-    np.testing.assert_allclose(to_np(model(images)), torch_logits, rtol=0, atol=LOGIT_TOLERANCE)
+    np.testing.assert_allclose(
+        to_np(model(images)), torch_logits, rtol=0, atol=LOGIT_TOLERANCE
+    )
 
     again = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tools" / "convert_sdt_checkpoint.py"),

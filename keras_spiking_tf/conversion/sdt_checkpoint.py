@@ -41,12 +41,6 @@ import numpy as np
 
 from keras_spiking_tf.hub import from_preset
 from keras_spiking_tf.hub import save_to_preset
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
-    SpikingTransformerBackbone,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier import (  # noqa: E501
-    SpikingTransformerImageClassifier,
-)
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     load_registry,
 )
@@ -175,16 +169,13 @@ def _expected_tensors(classifier):
     add_conv("patch_embed.rpe_conv", patch_embed.rpe_conv, "conv3x3")
     add_bn("patch_embed.rpe_bn", patch_embed.rpe_bn)
     for index, block in enumerate(backbone.blocks):
-        attn = block.attn
-        for name in ("q", "k", "v"):
-            add_conv(f"block.{index}.attn.{name}_conv", getattr(attn, f"{name}_conv"), "conv1x1")
-            add_bn(f"block.{index}.attn.{name}_bn", getattr(attn, f"{name}_bn"))
-        add_conv(f"block.{index}.attn.proj_conv", attn.proj_conv, "conv1x1")
-        add_bn(f"block.{index}.attn.proj_bn", attn.proj_bn)
-        mlp = block.mlp
-        for name in ("fc1", "fc2"):
-            add_conv(f"block.{index}.mlp.{name}_conv", getattr(mlp, f"{name}_conv"), "conv1x1")
-            add_bn(f"block.{index}.mlp.{name}_bn", getattr(mlp, f"{name}_bn"))
+        sublayers = (("attn", ("q", "k", "v", "proj")), ("mlp", ("fc1", "fc2")))
+        for module, names in sublayers:
+            layer = getattr(block, module)
+            for name in names:
+                prefix = f"block.{index}.{module}.{name}"
+                add_conv(f"{prefix}_conv", getattr(layer, f"{name}_conv"), "conv1x1")
+                add_bn(f"{prefix}_bn", getattr(layer, f"{name}_bn"))
     add_conv("head", classifier.output_dense, "linear")
     return expected
 
@@ -247,7 +238,10 @@ def _describe_checkpoint(state_dict):
 
 def _describe_model(classifier):
     backbone = classifier.backbone
-    return f"L={backbone.num_layers}, D={backbone.hidden_dim}, K={classifier.num_classes}"
+    return (
+        f"L={backbone.num_layers}, D={backbone.hidden_dim}, "
+        f"K={classifier.num_classes}"
+    )
 
 
 def _listed(keys):
@@ -355,24 +349,20 @@ def _build_target(preset, init_attention, num_classes):
                 preset = sibling
             else:
                 overrides["attention"] = init_attention
-        default_classes = load_registry()["datasets"][registry[preset]["dataset"]]["num_classes"]
+        dataset = load_registry()["datasets"][registry[preset]["dataset"]]
+        default_classes = dataset["num_classes"]
         if num_classes is not None and num_classes != default_classes:
             overrides["num_classes"] = num_classes
         return preset, from_preset(preset, load_weights=False, **overrides)
 
     model = from_preset(preset, load_weights=False)
+    overrides = {}
     if num_classes is not None and num_classes != model.num_classes:
-        model = from_preset(preset, load_weights=False, num_classes=num_classes)
+        overrides["num_classes"] = num_classes
     if init_attention and model.backbone.attention != init_attention:
-        config = model.backbone.get_config()
-        config["attention"] = init_attention
-        model = SpikingTransformerImageClassifier(
-            backbone=SpikingTransformerBackbone.from_config(config),
-            num_classes=model.num_classes,
-            preprocessor=model.preprocessor,
-            activation=model.activation,
-            head_dtype=model.head_dtype,
-        )
+        overrides["attention"] = init_attention  # a backbone argument
+    if overrides:
+        model = from_preset(preset, load_weights=False, **overrides)
     return preset, model
 
 
