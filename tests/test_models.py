@@ -418,6 +418,20 @@ def test_mixed_precision(policy, compute):
     assert np.all(np.isfinite(logits))
 
 
+def test_global_mixed_policy_keeps_head_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = make_tiny()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.backbone.compute_dtype == "bfloat16"
+    assert keras.backend.standardize_dtype(model.backbone.output.dtype) == "bfloat16"
+    assert model.output_dense.compute_dtype == "float32"
+    assert model.head_lif.compute_dtype == "float32"
+    assert keras.backend.standardize_dtype(model.output.dtype) == "float32"
+
+
 # --- Input checks ---------------------------------------------------------
 
 

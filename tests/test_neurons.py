@@ -405,6 +405,30 @@ def test_detach_reset_changes_gradient_only_by_the_reset_path():
     assert np.all(np.abs(reset_path) > 1e-3)
 
 
+@pytest.mark.parametrize("detach_reset", [True, False])
+def test_two_step_ternary_gradient_reset_path(detach_reset):
+    # Hard reset V1 = H1 (1 - |S1|), where |S1| = Hea(H1 - V_th) + Hea(-H1 - V_th)
+    # ("fired either way"), so without detaching, the reset path adds
+    # -H1 (sigma'(H1 - V_th) - sigma'(-H1 - V_th)) to dV1/dH1 -- also where
+    # S1 = 0, as for the binary neuron. dS2/dH2 = sigma'(H2 - V_th) + sigma'(-H2 - V_th).
+    tau, v_th, beta = 2.0, 1.0, 0.5
+    x1 = np.array([1.6, -1.7, 0.4, 2.1, -2.2, 2.6])  # S1 = 0, 0, 0, 1, -1, 1
+    x2 = np.array([1.1, -1.0, 1.8, 2.0, -1.9, -2.1])
+    x = np.stack([x1, x2])[None].astype(np.float32)
+    grad = grad_of(lambda z: ops.sum(TernaryLIF(detach_reset=detach_reset)(z)[:, 1]), x)
+
+    h1 = x1 / tau
+    fired = (np.abs(h1) >= v_th).astype(np.float64)
+    dv1_dh1 = 1 - fired
+    if not detach_reset:
+        d_fired = sigmoid_surrogate(h1 - v_th) - sigmoid_surrogate(-h1 - v_th)
+        dv1_dh1 = dv1_dh1 - h1 * d_fired
+    h2 = beta * h1 * (1 - fired) + x2 / tau
+    ds2_dh2 = sigmoid_surrogate(h2 - v_th) + sigmoid_surrogate(-h2 - v_th)
+    np.testing.assert_allclose(grad[0, 0], ds2_dh2 * beta * dv1_dh1 / tau, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(grad[0, 1], ds2_dh2 / tau, rtol=1e-4, atol=1e-7)
+
+
 def test_bptt_gradient_reaches_earlier_steps():
     # No spikes (inputs small): V passes with factor (1 - 1/tau) per step, so
     # dS3/dX1 = sigma'(H3 - V_th) (1 - 1/tau)^2 / tau.

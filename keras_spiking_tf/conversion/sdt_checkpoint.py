@@ -47,7 +47,7 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets imp
 
 TORCH_INSTALL_HINT = (
     "Reading SDT PyTorch checkpoints needs PyTorch. Install the CPU wheel: "
-    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+    "pip install torch==2.13.0 "
     "(or pip install 'keras-spiking-tf[backends]')."
 )
 STATE_DICT_KEYS = ("state_dict", "model")
@@ -58,7 +58,7 @@ BN_TENSORS = (
     ("running_mean", "moving_mean"),
     ("running_var", "moving_variance"),
 )
-# Keras layout -> PyTorch layout of the expected shape, and the conversion.
+# Layout kind -> (PyTorch layout, Keras layout), named in error messages.
 LAYOUTS = {
     "conv3x3": ("OIHW", "HWIO"),
     "conv1x1": ("OIHW [O, I, 1, 1]", "Dense (I, O)"),

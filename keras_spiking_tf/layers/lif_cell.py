@@ -175,8 +175,17 @@ class TernaryLIFCell(LIFCell):
         return self._step(h - self.v_threshold) - self._step(-h - self.v_threshold)
 
     def reset(self, h, spikes):
-        fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
         if self.v_reset is None:
+            fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
             return h - fired * self.v_threshold
-        magnitude = ops.abs(fired)
+        if self.detach_reset:
+            magnitude = ops.abs(ops.stop_gradient(spikes))
+        else:
+            # |S| = "fired either way" = Hea(H - V_th) + Hea(-H - V_th), with a
+            # surrogate at both thresholds. `abs(spikes)` would have zero
+            # gradient wherever S = 0 (d|s|/ds = sign(0) = 0), unlike the
+            # binary neuron's reset path.
+            magnitude = self._step(h - self.v_threshold) + self._step(
+                -h - self.v_threshold
+            )
         return h * (1.0 - magnitude) + self.v_reset * magnitude

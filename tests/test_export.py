@@ -1,0 +1,365 @@
+"""Edge export (keras_spiking_tf.export): LiteRT, ONNX and SavedModel files
+run in their own runtimes and agree with the Keras model they came from.
+
+The reference for agreement is always the Keras model itself, called on the
+same (preprocessed) images; accuracies are against the true digits labels.
+
+Tolerances. Every neuron compares a membrane with its threshold (`>=`), so
+two implementations that round a convolution's sum differently can fire a
+different spike when a membrane sits within rounding of threshold (SPEC §8:
+a few elements per layer lie within 1e-6 of it). Without such a flip the
+logits of a float32 export differ from Keras by float32 rounding (< 1e-5);
+with one, a sample's logits move by about |w|/T of the head (> 1e-2). So a
+sample either matches to `LOGIT_ATOL = 1e-4` or it contains a flipped spike.
+Measured on the shipped st_2_64_digits preset, digits test split (360
+images), TF 2.21 / LiteRT 2.3 (XNNPACK) / ONNX Runtime 1.32 on x86-64: LiteRT
+float32 and ONNX both max |logit diff| 0.0, 0 of 360 samples over 1e-4,
+top-1 agreement 100%. The tests allow up to 1% of samples over 1e-4
+(`MAX_FLIPPED_FRACTION`), because another CPU's kernels (other SIMD widths,
+summation orders) may round differently and flip a borderline spike; a
+structural error (wrong BatchNorm mode, shifted pooling, lost time step)
+moves every sample and fails at once.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="export converts through TensorFlow"
+)
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+import keras_spiking_tf  # noqa: E402
+from keras_spiking_tf.export import ExportError  # noqa: E402
+from keras_spiking_tf.export import ExportVerificationError  # noqa: E402
+from keras_spiking_tf.export import export  # noqa: E402
+from keras_spiking_tf.export import litert_ops  # noqa: E402
+from keras_spiking_tf.export import load_exported  # noqa: E402
+from keras_spiking_tf.training.datasets import load_digits_arrays  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOGIT_ATOL = 1e-4
+MAX_FLIPPED_FRACTION = 0.01
+MIN_FLOAT_AGREEMENT = 0.995
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """(x_train, y_train, x_test, y_test): uint8 16x16x1 images."""
+    return load_digits_arrays()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return keras_spiking_tf.from_preset("st_2_64_digits")
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    """A 1-block, width-32, T=2 random model with BatchNorm statistics from
+    one momentum-0 training-mode pass over digits (else nothing fires)."""
+    keras.utils.set_random_seed(0)
+    model = keras_spiking_tf.from_preset(
+        "st_2_64_digits", load_weights=False, num_layers=1, hidden_dim=32, time_steps=2
+    )
+    norms = [
+        layer for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(preprocess(model, digits[0][:256]), training=True)
+    for layer in norms:
+        layer.momentum = 0.9
+    return model
+
+
+def preprocess(model, raw):
+    return np.asarray(model.preprocessor(raw.astype("float32")), dtype="float32")
+
+
+def keras_logits(model, raw):
+    """The Keras reference: the model on its own preprocessor's output."""
+    images = preprocess(model, raw)
+    return np.concatenate(
+        [np.asarray(model(images[i : i + 128], training=False)) for i in range(0, len(images), 128)]
+    )
+
+
+def assert_parity(exported, reference, min_agreement=MIN_FLOAT_AGREEMENT):
+    assert exported.shape == reference.shape
+    per_sample = np.abs(exported - reference).max(axis=1)
+    flipped = np.mean(per_sample > LOGIT_ATOL)
+    assert flipped <= MAX_FLIPPED_FRACTION, (flipped, per_sample.max())
+    agreement = np.mean(exported.argmax(1) == reference.argmax(1))
+    assert agreement >= min_agreement, agreement
+    return agreement
+
+
+def listing(directory):
+    return sorted(os.listdir(directory))
+
+
+# --- float32 end to end, one per format -------------------------------------
+
+
+def test_litert_float32_matches_keras_on_digits(shipped, digits, tmp_path):
+    _, _, x_test, y_test = digits
+    path = tmp_path / "digits.tflite"
+    report = export(shipped, path, verification_images=x_test, labels=y_test)
+
+    assert listing(tmp_path) == ["digits.tflite"]
+    for key in ("format", "quantization", "num_samples", "top1_agreement",
+                "max_abs_logit_diff", "accuracy_keras", "accuracy_exported",
+                "path", "file_bytes", "ops"):
+        assert key in report, key
+    assert (report["format"], report["quantization"], report["num_samples"]) == ("litert", None, 360)
+    assert report["path"] == str(path) and report["file_bytes"] == path.stat().st_size
+
+    # Builtin operators only: no Flex (SELECT_TF_OPS) or other custom kernels.
+    ops = litert_ops(path.read_bytes())
+    assert ops == report["ops"]
+    assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM" or not op.isupper()]
+    assert {"CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "GREATER_EQUAL"} <= set(ops)
+    assert "WHILE" not in ops  # the T-step loop is unrolled in one graph
+
+    # Independent check of the report: run the file here against Keras.
+    run = load_exported(path)
+    assert run.input_shape == (None, 16, 16, 1)  # dynamic batch
+    reference = keras_logits(shipped, x_test)
+    images = preprocess(shipped, x_test)
+    exported = run(images, batch_size=64)
+    agreement = assert_parity(exported, reference)
+    assert report["top1_agreement"] == pytest.approx(agreement)
+    assert report["max_abs_logit_diff"] == pytest.approx(np.abs(exported - reference).max())
+    for batch in (1, 8):
+        np.testing.assert_allclose(run(images[:batch]), reference[:batch], atol=LOGIT_ATOL, rtol=0)
+
+    # Accuracies against the labels: the trained preset, unchanged by export.
+    assert report["accuracy_keras"] == pytest.approx(np.mean(reference.argmax(1) == y_test))
+    assert report["accuracy_keras"] >= 0.98
+    assert abs(report["accuracy_exported"] - report["accuracy_keras"]) <= 0.005
+
+
+def test_onnx_float32_matches_keras_on_digits(shipped, digits, tmp_path):
+    _, _, x_test, y_test = digits
+    path = tmp_path / "digits.onnx"
+    report = export(shipped, path, format="onnx", verification_images=x_test, labels=y_test)
+
+    assert listing(tmp_path) == ["digits.onnx"]
+    assert report["format"] == "onnx" and report["num_samples"] == 360
+    assert "Conv" in report["ops"] and "GreaterOrEqual" in report["ops"]
+    assert "Loop" not in report["ops"] and "Scan" not in report["ops"]
+    run = load_exported(path)
+    assert run.input_shape == (None, 16, 16, 1)
+    reference = keras_logits(shipped, x_test)
+    images = preprocess(shipped, x_test)
+    agreement = assert_parity(run(images, batch_size=64), reference)
+    assert report["top1_agreement"] == pytest.approx(agreement)
+    for batch in (1, 8):
+        np.testing.assert_allclose(run(images[:batch]), reference[:batch], atol=LOGIT_ATOL, rtol=0)
+    assert abs(report["accuracy_exported"] - report["accuracy_keras"]) <= 0.005
+
+
+def test_saved_model_matches_keras(small, digits, tmp_path):
+    x_test = digits[2][:64]
+    path = tmp_path / "digits_saved_model"
+    report = export(small, path, format="saved_model", verification_images=x_test)
+    assert listing(tmp_path) == ["digits_saved_model"]
+    assert (path / "saved_model.pb").exists() and report["format"] == "saved_model"
+    run = load_exported(path)
+    exported = run(preprocess(small, x_test))
+    np.testing.assert_allclose(exported, keras_logits(small, x_test), atol=LOGIT_ATOL, rtol=0)
+    assert report["max_abs_logit_diff"] <= LOGIT_ATOL
+
+
+# --- preprocessing baked in ------------------------------------------------
+
+
+def test_litert_with_preprocessing_takes_raw_uint8(shipped, digits, tmp_path):
+    _, _, x_test, _ = digits
+    path = tmp_path / "digits_raw.tflite"
+    report = export(shipped, path, include_preprocessing=True, verification_images=x_test[:64])
+    assert report["input"] == {"name": "images", "shape": [None, 16, 16, 1], "dtype": "uint8"}
+    run = load_exported(path)
+    assert np.dtype(run.input_dtype) == np.uint8
+    exported = run(x_test, batch_size=64)  # raw uint8 pixels in
+    predicted = shipped.predict(x_test, batch_size=128, verbose=0)  # applies the preprocessor
+    assert_parity(exported, predicted)
+    assert np.mean(exported.argmax(1) == predicted.argmax(1)) >= MIN_FLOAT_AGREEMENT
+    assert "RESIZE_BILINEAR" in report["ops"]
+
+
+def test_onnx_with_preprocessing_returns_probabilities(small, digits, tmp_path):
+    x_test = digits[2][:64]
+    path = tmp_path / "digits_raw.onnx"
+    report = export(small, path, format="onnx", include_preprocessing=True,
+                    output="probabilities", verification_images=x_test)
+    assert report["output"] == "probabilities"
+    run = load_exported(path)
+    assert np.dtype(run.input_dtype) == np.uint8
+    probabilities = run(x_test)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    expected = keras.ops.convert_to_numpy(
+        keras.ops.softmax(small.predict(x_test, verbose=0), axis=-1)
+    )
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+    # A float 0..255 batch is accepted too (rounded to the uint8 input).
+    np.testing.assert_allclose(run(x_test.astype("float32")), probabilities, atol=0, rtol=0)
+
+
+# --- quantization ----------------------------------------------------------
+
+
+def test_int8_quantizes_synapses_and_keeps_neurons_float(small, digits, tmp_path):
+    """The int8 mechanics on a small model: the synaptic operators are int8,
+    the LIF arithmetic float32, the file runs at batch 1 and 8, and with
+    int8_io the input/output carry quantization parameters that
+    load_exported applies."""
+    x_train, _, x_test, _ = digits
+    path = tmp_path / "int8.tflite"
+    report = export(small, path, quantization="int8", representative_images=x_train[:64],
+                    verification_images=x_test[:64])
+    counts = report["op_counts"]
+    for op in ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
+        assert counts[op].get("int8", 0) >= 1, (op, counts[op])
+    for op in ("ADD", "SUB", "MUL"):  # membrane charge / reset / shortcuts
+        assert set(counts[op]) == {"float32"}, (op, counts[op])
+    assert set(counts["GREATER_EQUAL"]) == {"bool"}
+    assert not report["flex_ops"]
+    assert report["input"]["dtype"] == "float32" and report["output_dtype"] == "float32"
+
+    run = load_exported(path)
+    images = preprocess(small, x_test[:64])
+    reference = keras_logits(small, x_test[:64])
+    full = run(images)
+    for batch in (1, 8):
+        np.testing.assert_allclose(run(images[:batch]), full[:batch], atol=1e-6, rtol=0)
+    # Quantization noise, not a broken graph: the error is small next to the
+    # spread of the logits (a random model's logits are close together).
+    error = np.abs(full - reference).mean()
+    assert error < 0.5 * np.abs(reference - reference.mean(1, keepdims=True)).mean() + 1e-3, error
+
+    io_path = tmp_path / "int8_io.tflite"
+    io_report = export(small, io_path, quantization="int8", int8_io=True,
+                       representative_images=x_train[:64], verification_images=x_test[:64])
+    assert io_report["input"]["dtype"] == "int8" and io_report["output_dtype"] == "int8"
+    io_run = load_exported(io_path)
+    assert np.dtype(io_run.input_dtype) == np.int8
+    io_logits = io_run(images)  # float images in, quantized inside; float out
+    assert io_logits.dtype == np.float32
+    assert np.abs(io_logits - reference).mean() < 2 * error + 0.02
+    assert listing(tmp_path) == ["int8.tflite", "int8_io.tflite"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["float16", "dynamic_int8", "int8", "int8_io"])
+def test_quantized_litert_accuracy_on_digits(shipped, digits, tmp_path, quantization):
+    """Accuracy change of each quantization on the trained preset (about
+    15-40 s each). Measured (digits test split, float 99.44%): float16 99.44%
+    (agreement 100%), dynamic_int8 99.17% (99.72%), int8 with 512 training
+    images for calibration 99.17-99.44%, int8_io 99.17%."""
+    x_train, _, x_test, y_test = digits
+    int8 = quantization.startswith("int8")
+    report = export(
+        shipped, tmp_path / "q.tflite", quantization="int8" if int8 else quantization,
+        int8_io=quantization == "int8_io",
+        representative_images=x_train[np.random.default_rng(0).permutation(len(x_train))[:512]] if int8 else None,
+        verification_images=x_test, labels=y_test,
+    )
+    print(
+        f"{quantization}: accuracy Keras {report['accuracy_keras']:.4f} -> exported "
+        f"{report['accuracy_exported']:.4f} (change {report['accuracy_change']:+.4f}); "
+        f"top-1 agreement {report['top1_agreement']:.4f}; max |logit diff| "
+        f"{report['max_abs_logit_diff']:.3f}; {report['file_bytes']} bytes"
+    )
+    # Every quantization, full int8 included, stays within 2 points of float.
+    assert report["accuracy_exported"] >= report["accuracy_keras"] - 0.02
+    assert report["top1_agreement"] >= 0.97
+    assert not report["flex_ops"]
+    float_bytes = 898216  # the float32 file of this preset (measured)
+    assert report["file_bytes"] < 0.8 * float_bytes
+
+
+# --- errors: clear messages, nothing written --------------------------------
+
+
+def test_unknown_format_is_a_value_error_listing_formats(small, tmp_path):
+    with pytest.raises(ValueError, match=r"'coreml'.*litert.*onnx.*saved_model"):
+        export(small, tmp_path / "m.mlmodel", format="coreml")
+    assert listing(tmp_path) == []
+
+
+def test_int8_without_representative_data_fails_before_writing(small, tmp_path):
+    for missing in (None, np.zeros((0, 16, 16, 1), "uint8")):
+        with pytest.raises(ValueError, match="representative_images"):
+            export(small, tmp_path / "m.tflite", quantization="int8", representative_images=missing)
+    with pytest.raises(ValueError, match="litert"):
+        export(small, tmp_path / "m.onnx", format="onnx", quantization="float16")
+    assert listing(tmp_path) == []
+
+
+def test_unwritable_path_is_an_os_error_naming_it(small, tmp_path):
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_bytes(b"a regular file")
+    target = blocker / "model.tflite"
+    with pytest.raises(OSError, match=re.escape(str(target))) as error:
+        export(small, target)
+    assert "not a directory" in str(error.value)
+    assert listing(tmp_path) == ["not_a_directory"]
+    assert blocker.read_bytes() == b"a regular file"
+
+
+def test_failure_after_conversion_leaves_no_partial_file(small, digits, tmp_path):
+    """The file is converted and written to a staging file, then verification
+    fails: the staging file is removed and an existing export survives."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"previous export")
+    with pytest.raises(ExportVerificationError, match="min_top1_agreement"):
+        export(small, path, verification_images=digits[2][:16], min_top1_agreement=1.01)
+    assert listing(tmp_path) == ["model.tflite"]
+    assert path.read_bytes() == b"previous export"
+
+
+def test_operator_without_builtin_kernel_fails_loudly(tmp_path):
+    """No silent Flex fallback: a matrix determinant has no builtin LiteRT
+    kernel, so conversion fails and nothing is written."""
+    inputs = keras.Input((4, 4, 1), name="images")
+    outputs = keras.layers.Lambda(
+        lambda x: keras.ops.reshape(keras.ops.linalg.det(x[..., 0]), (-1, 1))
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(outputs))
+    with pytest.raises(ExportError, match="builtin"):
+        export(model, tmp_path / "det.tflite")
+    assert listing(tmp_path) == []
+
+
+# --- command line ------------------------------------------------------------
+
+
+def test_export_tool_writes_report(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    output, report_path = tmp_path / "out" / "digits.tflite", tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "export.py"), "--preset", "st_2_64_digits",
+         "--format", "litert", "--dataset", "digits", "--num_samples", "64",
+         "--output", str(output), "--report", str(report_path)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["preset"] == "st_2_64_digits" and report["weights"] == "trained"
+    assert report["path"] == str(output) and output.stat().st_size == report["file_bytes"]
+    assert report["num_samples"] == 64 and report["top1_agreement"] >= 0.98
+    assert report["accuracy_keras"] >= 0.95 and report["accuracy_exported"] >= 0.95
+    assert "top-1 agreement" in result.stdout
+    assert listing(output.parent) == ["digits.tflite"]

@@ -1,0 +1,27 @@
+"""Print the README's "Presets" table from the preset registry.
+
+    python tools/presets_table.py > /tmp/table.md
+
+tests/test_readme.py checks that README.md contains exactly this table.
+"""
+
+import keras_spiking_tf
+
+
+def presets_table():
+    lines = [
+        "| preset | attention | L-D | T | trainable params | dataset | paper top-1 (%) | weights |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, meta in keras_spiking_tf.list_presets().items():
+        accuracy = "" if meta["paper_accuracy"] is None else f"{meta['paper_accuracy']:.2f}"
+        lines.append(
+            f"| `{name}` | {meta['attention']} | {meta['num_layers']}-{meta['hidden_dim']} | "
+            f"{meta['time_steps']} | {meta['params']:,} | {meta['dataset']} | {accuracy} | "
+            f"{'yes' if meta['weights_available'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(presets_table())
