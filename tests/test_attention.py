@@ -8,8 +8,6 @@ from its own weights, written from SPEC §3; SPS is compared with PyTorch's
 import keras
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from conftest import to_numpy
 from keras import ops
 from test_neurons import reference_lif
@@ -321,13 +319,18 @@ def test_batch_norm_defaults_and_shared_statistics(rng):
 # ---------------------------------------------------------------------------
 
 
-def torch_lif(x):
-    """Binary LIF over axis 1 of a (B, T, ...) torch tensor (NumPy loop)."""
-    return torch.from_numpy(lif(x.numpy()))
+def import_torch():
+    """torch and torch.nn.functional, the independent SPS reference."""
+    torch = pytest.importorskip("torch")
+    return torch, torch.nn.functional
 
 
 def sps_reference(layer, images, pooling, time_steps, training):
     """SPEC §3.1 with torch.nn.functional, NCHW, float64."""
+    torch, F = import_torch()
+
+    def torch_lif(x):  # binary LIF over axis 1 of (B, T, ...), NumPy loop
+        return torch.from_numpy(lif(x.numpy()))
 
     def conv(x, conv_layer):
         kernel = torch.from_numpy(params(conv_layer)["kernel"]).permute(3, 2, 0, 1)
@@ -400,6 +403,7 @@ def test_patch_splitting_pools_with_padding_on_both_sides():
     # size, torch-style padding (1 on both sides) differs from Keras "same".
     from keras_spiking_tf.layers.spiking_patch_splitting import max_pool_3x3_stride_2
 
+    torch, F = import_torch()
     x = np.arange(2 * 6 * 6 * 2, dtype=np.float32).reshape(2, 6, 6, 2)
     x = np.random.default_rng(3).permutation(x.ravel()).reshape(x.shape) - 50.0
     expected = F.max_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), 3, 2, 1)

@@ -4,6 +4,7 @@ Each backend runs tests/_backend_worker.py in its own subprocess (a process
 has one Keras backend). Runs once, from the TensorFlow session of the suite.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,11 +21,12 @@ from keras_spiking_tf.layers import A2OS2A
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = tuple(
+    name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name)
+)
 SPIKE_KEYS = ("lif", "lif_soft", "ternary_lif", "attention_spikes")
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(
         keras.backend.backend() != "tensorflow",
         reason="cross-backend check runs once, from the TensorFlow run",

@@ -14,11 +14,14 @@ sample either matches to `LOGIT_ATOL = 1e-4` or it contains a flipped spike.
 Measured on the shipped st_2_64_digits preset, digits test split (360
 images), TF 2.21 / LiteRT 2.3 (XNNPACK) / ONNX Runtime 1.32 on x86-64: LiteRT
 float32 and ONNX both max |logit diff| 0.0, 0 of 360 samples over 1e-4,
-top-1 agreement 100%. The tests allow up to 1% of samples over 1e-4
-(`MAX_FLIPPED_FRACTION`), because another CPU's kernels (other SIMD widths,
-summation orders) may round differently and flip a borderline spike; a
-structural error (wrong BatchNorm mode, shifted pooling, lost time step)
-moves every sample and fails at once.
+top-1 agreement 100%. Flips do happen on wider layers: on a random-init
+st_2_256_cifar10 (BatchNorm calibrated on noise, 32 noise images) 2 of 32
+samples differ by 0.11 in both LiteRT and ONNX, which agree with each other
+exactly; TensorFlow's oneDNN kernels sum in another order. So the tests
+allow up to 2% of samples over 1e-4 (`MAX_FLIPPED_FRACTION`, 7 of 360) for
+another CPU's kernels (SIMD widths, summation orders), while a structural
+error (wrong BatchNorm mode, shifted pooling, a lost time step) moves nearly
+every sample and fails at once. Top-1 agreement must reach 99.5%.
 """
 
 import json
@@ -48,7 +51,7 @@ from keras_spiking_tf.training.datasets import load_digits_arrays  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOGIT_ATOL = 1e-4
-MAX_FLIPPED_FRACTION = 0.01
+MAX_FLIPPED_FRACTION = 0.02
 MIN_FLOAT_AGREEMENT = 0.995
 
 
@@ -185,18 +188,17 @@ def test_saved_model_matches_keras(small, digits, tmp_path):
 # --- preprocessing baked in ------------------------------------------------
 
 
-def test_litert_with_preprocessing_takes_raw_uint8(shipped, digits, tmp_path):
+def test_litert_with_preprocessing_takes_raw_uint8(small, digits, tmp_path):
     _, _, x_test, _ = digits
     path = tmp_path / "digits_raw.tflite"
-    report = export(shipped, path, include_preprocessing=True, verification_images=x_test[:64])
+    report = export(small, path, include_preprocessing=True, verification_images=x_test[:64])
     assert report["input"] == {"name": "images", "shape": [None, 16, 16, 1], "dtype": "uint8"}
+    assert "RESIZE_BILINEAR" in report["ops"]
     run = load_exported(path)
     assert np.dtype(run.input_dtype) == np.uint8
     exported = run(x_test, batch_size=64)  # raw uint8 pixels in
-    predicted = shipped.predict(x_test, batch_size=128, verbose=0)  # applies the preprocessor
+    predicted = small.predict(x_test, batch_size=128, verbose=0)  # applies the preprocessor
     assert_parity(exported, predicted)
-    assert np.mean(exported.argmax(1) == predicted.argmax(1)) >= MIN_FLOAT_AGREEMENT
-    assert "RESIZE_BILINEAR" in report["ops"]
 
 
 def test_onnx_with_preprocessing_returns_probabilities(small, digits, tmp_path):
@@ -220,54 +222,84 @@ def test_onnx_with_preprocessing_returns_probabilities(small, digits, tmp_path):
 # --- quantization ----------------------------------------------------------
 
 
-def test_int8_quantizes_synapses_and_keeps_neurons_float(small, digits, tmp_path):
-    """The int8 mechanics on a small model: the synaptic operators are int8,
-    the LIF arithmetic float32, the file runs at batch 1 and 8, and with
-    int8_io the input/output carry quantization parameters that
-    load_exported applies."""
-    x_train, _, x_test, _ = digits
+def test_int8_quantizes_synapses_and_stays_within_2_points(shipped, digits, tmp_path):
+    """Full-model int8 on the trained preset (about 25 s): the synaptic
+    operators (convolutions, dense layers, attention matmuls) run in int8, the
+    LIF arithmetic in float32 (see keras_spiking_tf/export/exporter.py for
+    why), and digits accuracy stays within 2 points of float. Measured with
+    these 128 calibration images: accuracy 99.44% -> 99.17-99.44%, top-1
+    agreement with Keras 99.2-99.7%, max |logit diff| about 1.5-2."""
+    x_train, _, x_test, y_test = digits
     path = tmp_path / "int8.tflite"
-    report = export(small, path, quantization="int8", representative_images=x_train[:64],
-                    verification_images=x_test[:64])
+    calibration = x_train[np.random.default_rng(0).permutation(len(x_train))[:128]]
+    report = export(shipped, path, quantization="int8", representative_images=calibration,
+                    verification_images=x_test, labels=y_test)
+    print(f"int8: accuracy {report['accuracy_keras']:.4f} -> {report['accuracy_exported']:.4f}, "
+          f"agreement {report['top1_agreement']:.4f}, max |logit diff| "
+          f"{report['max_abs_logit_diff']:.3f}")
     counts = report["op_counts"]
     for op in ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
         assert counts[op].get("int8", 0) >= 1, (op, counts[op])
+    assert counts["FULLY_CONNECTED"] == {"int8": 13} and counts["BATCH_MATMUL"] == {"int8": 4}
     for op in ("ADD", "SUB", "MUL"):  # membrane charge / reset / shortcuts
         assert set(counts[op]) == {"float32"}, (op, counts[op])
-    assert set(counts["GREATER_EQUAL"]) == {"bool"}
     assert not report["flex_ops"]
     assert report["input"]["dtype"] == "float32" and report["output_dtype"] == "float32"
+    assert report["file_bytes"] < 0.6 * 898216  # the float32 file of this preset
 
     run = load_exported(path)
-    images = preprocess(small, x_test[:64])
-    reference = keras_logits(small, x_test[:64])
-    full = run(images)
+    images = preprocess(shipped, x_test)
+    exported = run(images, batch_size=64)
+    reference = keras_logits(shipped, x_test)
+    assert np.mean(exported.argmax(1) == reference.argmax(1)) == pytest.approx(report["top1_agreement"])
     for batch in (1, 8):
-        np.testing.assert_allclose(run(images[:batch]), full[:batch], atol=1e-6, rtol=0)
-    # Quantization noise, not a broken graph: the error is small next to the
-    # spread of the logits (a random model's logits are close together).
-    error = np.abs(full - reference).mean()
-    assert error < 0.5 * np.abs(reference - reference.mean(1, keepdims=True)).mean() + 1e-3, error
+        np.testing.assert_allclose(run(images[:batch]), exported[:batch], atol=1e-5, rtol=0)
+    assert report["top1_agreement"] >= 0.97
+    assert report["accuracy_exported"] >= report["accuracy_keras"] - 0.02
 
-    io_path = tmp_path / "int8_io.tflite"
-    io_report = export(small, io_path, quantization="int8", int8_io=True,
-                       representative_images=x_train[:64], verification_images=x_test[:64])
-    assert io_report["input"]["dtype"] == "int8" and io_report["output_dtype"] == "int8"
-    io_run = load_exported(io_path)
-    assert np.dtype(io_run.input_dtype) == np.int8
-    io_logits = io_run(images)  # float images in, quantized inside; float out
-    assert io_logits.dtype == np.float32
-    assert np.abs(io_logits - reference).mean() < 2 * error + 0.02
-    assert listing(tmp_path) == ["int8.tflite", "int8_io.tflite"]
+
+def test_int8_io_file_carries_quantization_parameters(small, digits, tmp_path):
+    """int8_io: int8 input and output tensors; load_exported quantizes float
+    images with the file's scale/zero point and dequantizes the output, the
+    same numbers as driving the interpreter by hand."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    x_train, _, x_test, _ = digits
+    path = tmp_path / "int8_io.tflite"
+    report = export(small, path, quantization="int8", int8_io=True,
+                    representative_images=x_train[:64], verification_images=x_test[:32])
+    assert report["input"]["dtype"] == "int8" and report["output_dtype"] == "int8"
+    images = preprocess(small, x_test[:8])
+    run = load_exported(path)
+    assert np.dtype(run.input_dtype) == np.int8
+    logits = run(images)
+    assert logits.dtype == np.float32 and logits.shape == (8, 10)
+
+    interpreter = Interpreter(model_path=str(path))
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], [8, 16, 16, 1])
+    interpreter.allocate_tensors()
+    scale, zero_point = detail["quantization"]
+    assert scale > 0
+    quantized = np.clip(np.round(images / scale + zero_point), -128, 127).astype("int8")
+    interpreter.set_tensor(detail["index"], quantized)
+    interpreter.invoke()
+    out = interpreter.get_output_details()[0]
+    raw = interpreter.get_tensor(out["index"])
+    assert raw.dtype == np.int8
+    out_scale, out_zero_point = out["quantization"]
+    np.testing.assert_allclose(logits, (raw.astype("float32") - out_zero_point) * out_scale, rtol=0, atol=1e-6)
+    # And the outputs track Keras (quantization noise only).
+    assert np.abs(logits - keras_logits(small, x_test[:8])).max() < 0.2
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quantization", ["float16", "dynamic_int8", "int8", "int8_io"])
+@pytest.mark.parametrize("quantization", ["float16", "dynamic_int8", "int8_512", "int8_io"])
 def test_quantized_litert_accuracy_on_digits(shipped, digits, tmp_path, quantization):
     """Accuracy change of each quantization on the trained preset (about
-    15-40 s each). Measured (digits test split, float 99.44%): float16 99.44%
-    (agreement 100%), dynamic_int8 99.17% (99.72%), int8 with 512 training
-    images for calibration 99.17-99.44%, int8_io 99.17%."""
+    15-40 s each; int8_512: int8 calibrated on 512 training images).
+    Measured (digits test split, float 99.44%): float16 99.44% (agreement
+    100%), dynamic_int8 99.17% (99.72%), int8 99.17-99.44%, int8_io 99.17%."""
     x_train, _, x_test, y_test = digits
     int8 = quantization.startswith("int8")
     report = export(

@@ -7,10 +7,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _short(name):
-    return name.split("/", 1)[-1] if name.count("/") > 1 else name
-
-
 def plot_firing_rates(rates, path):
     """Bars per neuron layer, one colour per time step."""
     names = list(rates["layers"])
@@ -21,7 +17,7 @@ def plot_firing_rates(rates, path):
     for t in range(steps):
         values = [rates["layers"][n]["per_step"][t] for n in names]
         axis.bar(positions + t * width, values, width, label=f"t = {t}")
-    axis.set_xticks(positions + 0.4 - width / 2, [_short(n) for n in names], rotation=75, fontsize=7)
+    axis.set_xticks(positions + 0.4 - width / 2, names, rotation=75, fontsize=7)
     axis.set_ylabel("firing rate")
     axis.set_title(f"Firing rate per neuron layer (mean {rates['mean']:.3f})")
     axis.legend()
@@ -37,7 +33,7 @@ def plot_energy(report, path):
     energies = [r["energy_pj"] / 1e6 for r in rows]
     colours = ["tab:red" if r["input_kind"] == "real" else "tab:blue" for r in rows]
     axis.barh(np.arange(len(rows)), energies, color=colours)
-    axis.set_yticks(np.arange(len(rows)), [_short(r["layer"]) for r in rows], fontsize=7)
+    axis.set_yticks(np.arange(len(rows)), [r["layer"] for r in rows], fontsize=7)
     axis.invert_yaxis()
     axis.set_xlabel("energy per image (uJ); red: MAC (real input), blue: AC (spikes)")
     axis.set_title(f"Estimated energy: {report.energy_mj:.4f} mJ per image")

@@ -13,7 +13,8 @@ With `v_reset=None` the charge uses `V_reset = 0`. With `detach_reset=True` the
 spike used in the reset carries no gradient.
 
 **The paper's form** (eq. 1-3: `U[t] = beta H[t-1] + X[t]`) is
-`decay_input=False, tau = 1 / (1 - beta)`, with the paper's threshold as
+`decay_input=False, tau = 1 / (1 - beta), v_reset=0` (with another reset
+potential this cell decays towards it, the paper's towards 0), with the paper's threshold as
 `v_threshold`. Its `beta = 0.5, V_th = 1` is therefore `tau=2, decay_input=False`,
 which is *not* numerically the SDT neuron (`decay_input=True`), whose membrane
 is the paper's divided by `tau`.
