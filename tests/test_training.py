@@ -394,3 +394,17 @@ def test_multi_worker_two_processes_agree_and_learn(tmp_path, tiny_digits_preset
     losses = [float(row.split(",")[header.index("loss")]) for row in rows[1:]]
     assert len(losses) == 2 and losses[1] < losses[0]
     assert (tmp_path / "run" / "final_preset" / "model.weights.h5").exists()
+
+
+def test_jax_data_parallel_on_two_host_devices(tmp_path, tiny_digits_preset):
+    output = tmp_path / "run"
+    env = subprocess_env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
+         "--epochs", "1", "--output_dir", str(output), "--verbose", "0"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "summary.json").read_text())
+    assert (summary["backend"], summary["replicas"]) == ("jax", 2)
+    assert summary["global_step"] == 1437 // 64

@@ -6,7 +6,7 @@ axis and no while-loop.
 
 Paths used (no hand-written graph code):
 
-- LiteRT: `keras.export.ExportArchive` -> SavedModel -> 
+- LiteRT: `keras.export.ExportArchive` -> SavedModel ->
   `tf.lite.TFLiteConverter.from_saved_model`, the path of Keras'
   `model.export(format="litert")`, but with `TFLITE_BUILTINS` only: an
   operator without a builtin kernel is a conversion error, never a silent
@@ -16,12 +16,14 @@ Paths used (no hand-written graph code):
 
 Quantization (LiteRT only):
 
-| `quantization`  | weights             | activations / arithmetic                   |
-|-----------------|---------------------|--------------------------------------------|
-| `None`          | float32             | float32                                    |
-| `"float16"`     | float16             | float32 (weights dequantized at load)      |
-| `"dynamic_int8"`| int8 (per channel)  | float32; int8 conv/dense inputs quantized on the fly |
-| `"int8"`        | int8 (per channel)  | int8 for every convolution, dense layer and attention matmul (calibrated on `representative_images`); neuron dynamics float32 |
+- `None`: float32 weights and arithmetic.
+- `"float16"`: float16 weights (DEQUANTIZE operators expand them to
+  float32), float32 arithmetic. About 2/3 of the float32 file.
+- `"dynamic_int8"`: int8 weights; convolution and dense inputs are quantized
+  on the fly per call, everything else float32. No data needed.
+- `"int8"`: int8 weights (per channel) and int8 activations, calibrated on
+  `representative_images`, for every convolution, dense layer and attention
+  matmul; the neuron dynamics stay float32 (below).
 
 `"int8"` is not "every operator in int8", and cannot be for these networks
 (measured with TF 2.21 / LiteRT 2.3):
@@ -29,8 +31,7 @@ Quantization (LiteRT only):
 - A LIF neuron's membrane starts at `zeros_like(x)`: calibration gives that
   tensor a zero range, and the int8 `ADD` that charges the membrane then has
   a rescale multiplier the runtime rejects: `allocate_tensors()` aborts the
-  process (SIGABRT in `QuantizeMultiplierSmallerThanOneExp`). Threshold
-  comparisons on an 8-bit membrane would also flip spikes wholesale.
+  process (SIGABRT in `QuantizeMultiplierSmallerThanOneExp`).
 - The SPS max pools pad with -inf (SPEC §3.1): the pad's calibrated range is
   [-3.4e38, max], and the quantizer ties the producing convolution's output
   scale to it, zeroing that feature map (digits accuracy 10%).
@@ -127,7 +128,7 @@ def export(
         verify: run the written file in its runtime (LiteRT interpreter,
             ONNX Runtime, TensorFlow) on `verification_images` and compare
             with the Keras model before moving it into place.
-        verification_images: images to verify on; `None`: 
+        verification_images: images to verify on; `None`:
             `num_verification_images` random images.
         labels: integer labels of `verification_images`, for accuracies.
         input_dtype: with `include_preprocessing`, the raw input dtype,
@@ -302,7 +303,9 @@ def _check_arguments(model, format, quantization, representative_images,
             f"quantization={quantization!r} is implemented for format='litert' "
             f"only; export format={format!r} with quantization=None."
         )
-    if quantization == "int8" and (representative_images is None or len(representative_images) == 0):
+    if quantization == "int8" and (
+        representative_images is None or len(representative_images) == 0
+    ):
         raise ValueError(
             "quantization='int8' needs representative_images: a few hundred "
             "typical input images to calibrate the int8 ranges (e.g. training "

@@ -276,8 +276,14 @@ def litert_io_types(model_bytes):
         if not name.startswith("_") and isinstance(value, int)
     }
     subgraph = model.Subgraphs(0)
-    inputs = [type_names[subgraph.Tensors(subgraph.Inputs(i)).Type()] for i in range(subgraph.InputsLength())]
-    outputs = [type_names[subgraph.Tensors(subgraph.Outputs(i)).Type()] for i in range(subgraph.OutputsLength())]
+    inputs = [
+        type_names[subgraph.Tensors(subgraph.Inputs(i)).Type()]
+        for i in range(subgraph.InputsLength())
+    ]
+    outputs = [
+        type_names[subgraph.Tensors(subgraph.Outputs(i)).Type()]
+        for i in range(subgraph.OutputsLength())
+    ]
     return inputs, outputs
 
 

@@ -77,7 +77,13 @@ def strategy_scope(strategy):
 
 
 def replica_count(strategy):
-    return strategy.num_replicas_in_sync if strategy is not None else 1
+    """Replicas a global batch is split over (tf.distribute or JAX)."""
+    if strategy is not None:
+        return strategy.num_replicas_in_sync
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        return int(distribution.device_mesh.devices.size)
+    return 1
 
 
 def is_chief(strategy):
