@@ -3,7 +3,7 @@
     python benchmarks/export_benchmark.py --json benchmarks/results/export.jsonl
 
 Exports `--preset` (default st_2_256_cifar10, 2 blocks, width 256, T=4, 32x32
-inputs) with `keras_spiking_tf.export` to LiteRT (float32, float16,
+inputs) with `keras_spiking_tf.edge_export` to LiteRT (float32, float16,
 dynamic-range int8, int8) and ONNX, checks each file against Keras on a few
 images, then times on the CPU:
 
@@ -87,8 +87,8 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras_spiking_tf
-    from keras_spiking_tf.export import export
-    from keras_spiking_tf.export import load_exported
+    from keras_spiking_tf.edge_export import export
+    from keras_spiking_tf.edge_export import load_exported
 
     keras.utils.set_random_seed(args.seed)
     presets = keras_spiking_tf.list_presets()

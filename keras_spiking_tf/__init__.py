@@ -11,6 +11,8 @@ logits = model.predict(images)            # raw 0..255 images, NHWC
 
 from keras_spiking_tf import layers
 from keras_spiking_tf import models
+from keras_spiking_tf.edge_export import export
+from keras_spiking_tf.edge_export import load_exported
 from keras_spiking_tf.hub import from_preset
 from keras_spiking_tf.hub import list_presets
 from keras_spiking_tf.hub import save_to_preset

@@ -1,4 +1,4 @@
-"""Edge export (keras_spiking_tf.export): LiteRT, ONNX and SavedModel files
+"""Edge export (keras_spiking_tf.edge_export): LiteRT, ONNX and SavedModel files
 run in their own runtimes and agree with the Keras model they came from.
 
 The reference for agreement is always the Keras model itself, called on the
@@ -42,11 +42,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 import keras_spiking_tf  # noqa: E402
-from keras_spiking_tf.export import ExportError  # noqa: E402
-from keras_spiking_tf.export import ExportVerificationError  # noqa: E402
-from keras_spiking_tf.export import export  # noqa: E402
-from keras_spiking_tf.export import litert_ops  # noqa: E402
-from keras_spiking_tf.export import load_exported  # noqa: E402
+from keras_spiking_tf.edge_export import ExportError  # noqa: E402
+from keras_spiking_tf.edge_export import ExportVerificationError  # noqa: E402
+from keras_spiking_tf.edge_export import export  # noqa: E402
+from keras_spiking_tf.edge_export import litert_ops  # noqa: E402
+from keras_spiking_tf.edge_export import load_exported  # noqa: E402
 from keras_spiking_tf.training.datasets import load_digits_arrays  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,7 +240,7 @@ def test_preprocessing_resizes_other_raw_sizes(small, digits, tmp_path):
 def test_int8_quantizes_synapses_and_stays_within_2_points(shipped, digits, tmp_path):
     """Full-model int8 on the trained preset (about 25 s): the synaptic
     operators (convolutions, dense layers, attention matmuls) run in int8, the
-    LIF arithmetic in float32 (see keras_spiking_tf/export/exporter.py for
+    LIF arithmetic in float32 (see keras_spiking_tf/edge_export/exporter.py for
     why), and digits accuracy stays within 2 points of float. Measured with
     these 128 calibration images: accuracy 99.44% -> 99.17-99.44%, top-1
     agreement with Keras 99.2-99.7%, max |logit diff| about 1.5-2."""

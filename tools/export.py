@@ -33,7 +33,7 @@ flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or preset directory
 flags.DEFINE_enum("format", "litert", ["litert", "onnx", "saved_model"], "Export format.")
 flags.DEFINE_enum(
     "quantization", "none", ["none", "float16", "dynamic_int8", "int8"],
-    "LiteRT quantization (see keras_spiking_tf/export/exporter.py).",
+    "LiteRT quantization (see keras_spiking_tf/edge_export/exporter.py).",
 )
 flags.DEFINE_string("output", None, "Destination file (.tflite/.onnx) or SavedModel directory.")
 flags.DEFINE_bool(
@@ -109,7 +109,7 @@ def main(argv):
     import keras
 
     import keras_spiking_tf
-    from keras_spiking_tf.export import export
+    from keras_spiking_tf.edge_export import export
 
     keras.utils.set_random_seed(FLAGS.seed)
     presets = keras_spiking_tf.list_presets()

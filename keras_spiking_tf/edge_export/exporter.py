@@ -64,11 +64,11 @@ import warnings
 import keras
 import numpy as np
 
-from keras_spiking_tf.export.runtime import litert_io_types
-from keras_spiking_tf.export.runtime import litert_op_counts
-from keras_spiking_tf.export.runtime import litert_op_table
-from keras_spiking_tf.export.runtime import load_exported
-from keras_spiking_tf.export.runtime import onnx_ops
+from keras_spiking_tf.edge_export.runtime import litert_io_types
+from keras_spiking_tf.edge_export.runtime import litert_op_counts
+from keras_spiking_tf.edge_export.runtime import litert_op_table
+from keras_spiking_tf.edge_export.runtime import load_exported
+from keras_spiking_tf.edge_export.runtime import onnx_ops
 
 FORMATS = ("litert", "onnx", "saved_model")
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -190,7 +190,7 @@ def export(
     )
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
-            "keras_spiking_tf.export converts through TensorFlow; run with "
+            "keras_spiking_tf.edge_export converts through TensorFlow; run with "
             f"KERAS_BACKEND=tensorflow (current backend: {keras.backend.backend()})."
         )
     graph_model, input_spec = _graph_model(
@@ -374,7 +374,7 @@ def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, i
     images = np.asarray(images)
     expected = tuple(input_spec.shape[1:])
     if include_preprocessing:
-        from keras_spiking_tf.export.runtime import _cast_images
+        from keras_spiking_tf.edge_export.runtime import _cast_images
 
         inputs = _cast_images(images, input_spec.dtype.as_numpy_dtype)
     elif preprocess_images and getattr(model, "preprocessor", None) is not None:
@@ -544,7 +544,7 @@ def _convert_int8(converter, representative, batch_size, int8_io=False):
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
-    from keras_spiking_tf.export.runtime import _builtin_names
+    from keras_spiking_tf.edge_export.runtime import _builtin_names
 
     denylisted_ops = sorted(set(_builtin_names().values()) - set(INT8_OPERATORS))
     options = tf.lite.experimental.QuantizationDebugOptions(

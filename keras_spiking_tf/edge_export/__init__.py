@@ -1,0 +1,27 @@
+"""Edge export (LiteRT, ONNX, SavedModel) with built-in parity verification.
+
+Example:
+
+```python
+from keras_spiking_tf.edge_export import export, load_exported
+
+model = keras_spiking_tf.from_preset("st_2_64_digits")
+report = export(model, "digits.tflite", include_preprocessing=True)
+run = load_exported("digits.tflite")
+logits = run(raw_uint8_images)
+```
+"""
+
+from keras_spiking_tf.edge_export.exporter import FORMATS
+from keras_spiking_tf.edge_export.exporter import INT8_OPERATORS
+from keras_spiking_tf.edge_export.exporter import OUTPUTS
+from keras_spiking_tf.edge_export.exporter import QUANTIZATIONS
+from keras_spiking_tf.edge_export.exporter import ROUNDING_TOLERANCE
+from keras_spiking_tf.edge_export.exporter import ExportError
+from keras_spiking_tf.edge_export.exporter import ExportVerificationError
+from keras_spiking_tf.edge_export.exporter import export
+from keras_spiking_tf.edge_export.runtime import ExportedModel
+from keras_spiking_tf.edge_export.runtime import litert_io_types
+from keras_spiking_tf.edge_export.runtime import litert_op_counts
+from keras_spiking_tf.edge_export.runtime import litert_ops
+from keras_spiking_tf.edge_export.runtime import load_exported
