@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from keras_spiking_tf.analysis import calibrate_batch_norm
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,23 +61,6 @@ def time_calls(fn, batch, warmup, repeats):
         fn(batch)
         times.append(time.perf_counter() - start)
     return times
-
-
-def calibrate_batch_norm(model, images):
-    import keras
-
-    layers = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
-        model(images, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
 
 
 def main(argv=None):

@@ -26,8 +26,11 @@ import os
 import sys
 
 import numpy as np
+
 from absl import app
 from absl import flags
+
+from keras_spiking_tf.analysis import calibrate_batch_norm
 
 flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or preset directory.")
 flags.DEFINE_enum("format", "litert", ["litert", "onnx", "saved_model"], "Export format.")
@@ -84,24 +87,6 @@ def dataset_arrays(name, data_dir, num_samples, num_calibration, seed):
     if num_samples:
         x_test, y_test = x_test[:num_samples], y_test[:num_samples]
     return x_train[np.sort(chosen)], x_test, y_test
-
-
-def calibrate_batch_norm(model, images):
-    """Moving statistics of every BatchNorm from one training-mode pass."""
-    import keras
-
-    layers = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
-        model(images, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
 
 
 def main(argv):
