@@ -3,7 +3,8 @@
     python tools/train.py                       # st_2_64_digits on digits
     python tools/train.py --preset st_2_256_cifar10 --dataset cifar10 \
         --data_dir ~/tensorflow_datasets --output_dir runs/c10
-    python tools/train.py --output_dir runs/c10 --resume    # continue a run
+    python tools/train.py --preset st_2_256_cifar10 --dataset cifar10 \
+        --data_dir ~/tensorflow_datasets --output_dir runs/c10 --resume  # continue
 
 See `keras_spiking_tf/training/trainer.py` for what is written where.
 """
@@ -32,7 +33,9 @@ flags.DEFINE_string(
     "mixed_precision", None, "Dtype policy, e.g. mixed_bfloat16 (default: the recipe's)."
 )
 flags.DEFINE_string("output_dir", DEFAULTS.output_dir, "Where checkpoints, logs and presets go.")
-flags.DEFINE_bool("resume", False, "Continue from the newest checkpoint in --output_dir.")
+flags.DEFINE_bool(
+    "resume", False, "Continue from the newest checkpoint in --output_dir (repeat the run's flags)."
+)
 flags.DEFINE_integer("seed", DEFAULTS.seed, "Random seed.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA compilation.")
 flags.DEFINE_integer("time_steps", None, "Override the preset's T.")
