@@ -20,6 +20,7 @@ import h5py
 import keras
 from keras_hub.src.utils.preset_utils import get_file
 
+from keras_spiking_tf.atomic_directory import replace_directory
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     SpikingTransformerBackbone,
 )
@@ -340,13 +341,7 @@ def save_to_preset(model, preset_dir):
         }
         with open(metadata_path, "w", encoding="utf-8") as file:
             json.dump(metadata, file, indent=4)
-        if os.path.exists(preset_dir):
-            retired = tempfile.mkdtemp(prefix=".retired-", dir=parent)
-            os.replace(preset_dir, os.path.join(retired, "preset"))
-            os.replace(staging, preset_dir)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, preset_dir)
+        replace_directory(staging, preset_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

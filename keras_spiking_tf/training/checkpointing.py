@@ -17,6 +17,8 @@ import tempfile
 
 import keras
 
+from keras_spiking_tf.atomic_directory import replace_directory
+
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{10})$")
 
 
@@ -49,13 +51,7 @@ class CheckpointDirectory:
             model.save_weights(os.path.join(staging, "model.weights.h5"))
             with open(os.path.join(staging, "state.json"), "w", encoding="utf-8") as file:
                 json.dump(state, file, indent=2)
-            if os.path.exists(final):  # same step, newer state (epoch end)
-                retired = tempfile.mkdtemp(prefix=".retired-", dir=self.directory)
-                os.replace(final, os.path.join(retired, "checkpoint"))
-                os.replace(staging, final)
-                shutil.rmtree(retired)
-            else:
-                os.replace(staging, final)
+            replace_directory(staging, final)  # an epoch end may rewrite its step
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
