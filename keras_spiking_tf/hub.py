@@ -94,6 +94,14 @@ def list_presets():
     return presets
 
 
+def weights_available(preset):
+    """Whether `from_preset(preset)` can load weights: `False` only for a
+    built-in preset without published weights (directories and hub handles
+    carry their own)."""
+    entry = load_registry()["presets"].get(preset)
+    return entry is None or entry["weights"] is not None
+
+
 def make_preprocessor(dataset_name):
     """The preprocessor (resize + normalisation) of a registry dataset."""
     dataset = load_registry()["datasets"][dataset_name]

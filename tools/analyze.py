@@ -57,8 +57,7 @@ def main(argv):
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)
-    presets = keras_spiking_tf.list_presets()
-    trained = FLAGS.preset not in presets or presets[FLAGS.preset]["weights_available"]
+    trained = keras_spiking_tf.hub.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     images = model.preprocessor(raw_images(model, FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed))
     if not trained:

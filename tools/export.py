@@ -97,8 +97,7 @@ def main(argv):
     from keras_spiking_tf.edge_export import export
 
     keras.utils.set_random_seed(FLAGS.seed)
-    presets = keras_spiking_tf.list_presets()
-    trained = FLAGS.preset not in presets or presets[FLAGS.preset]["weights_available"]
+    trained = keras_spiking_tf.hub.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     height, width, channels = model.backbone.image_shape
     rng = np.random.default_rng(FLAGS.seed)
