@@ -314,6 +314,64 @@ def test_batch_norm_defaults_and_shared_statistics(rng):
     np.testing.assert_allclose(y, expected, atol=1e-4)
 
 
+def numpy_batch_norm_training(x, gamma, beta, upstream):
+    """Training-mode BN over all axes but the last, forward and backward, in
+    float64 from the textbook formulas (Ioffe & Szegedy 2015)."""
+    x = x.astype(np.float64).reshape(-1, x.shape[-1])
+    g = upstream.astype(np.float64).reshape(x.shape)
+    n = x.shape[0]
+    mean, var = x.mean(0), x.var(0)
+    inv = 1.0 / np.sqrt(var + EPSILON)
+    x_hat = (x - mean) * inv
+    y = gamma * x_hat + beta
+    d_beta = g.sum(0)
+    d_gamma = (g * x_hat).sum(0)
+    dx = gamma * inv / n * (n * g - d_beta - x_hat * d_gamma)
+    return y, dx, d_gamma, d_beta, mean, var
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 4, 5, 4), (12, 4)])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_batch_norm_training_step_matches_numpy(rng, shape, policy):
+    # On TensorFlow this is the fused-kernel path; elsewhere Keras' own.
+    x = (0.5 + 2.0 * rng.standard_normal(shape)).astype(np.float32)
+    upstream = rng.standard_normal(shape).astype(np.float32)
+    gamma = (1.0 + 0.3 * rng.standard_normal(shape[-1])).astype(np.float32)
+    beta = rng.standard_normal(shape[-1]).astype(np.float32)
+    bn = SpikingBatchNormalization(dtype=policy)
+    bn.build(shape)
+    bn.gamma.assign(gamma)
+    bn.beta.assign(beta)
+    # The layer sees its input in the compute dtype (bfloat16 under mixed).
+    seen = to_numpy(ops.cast(ops.cast(x, bn.compute_dtype), "float32"))
+    y_ref, dx_ref, d_gamma_ref, d_beta_ref, mean, var = numpy_batch_norm_training(
+        seen, gamma, beta, upstream
+    )
+    tolerance = 1e-4 if policy == "float32" else 3e-2
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = bn(xt, training=True)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * upstream)
+        dx, d_gamma, d_beta = tape.gradient(loss, [xt, bn.gamma.value, bn.beta.value])
+        np.testing.assert_allclose(to_numpy(dx), dx_ref.reshape(shape), atol=tolerance * 10, rtol=tolerance)
+        np.testing.assert_allclose(to_numpy(d_gamma), d_gamma_ref, atol=tolerance * 10, rtol=tolerance)
+        np.testing.assert_allclose(to_numpy(d_beta), d_beta_ref, atol=tolerance * 10, rtol=tolerance)
+    else:
+        y = bn(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == bn.compute_dtype
+    np.testing.assert_allclose(
+        to_numpy(ops.cast(y, "float32")), y_ref.reshape(shape), atol=tolerance * 10, rtol=tolerance
+    )
+    # Keras' moving averages: biased batch variance, momentum 0.9, from (0, 1).
+    np.testing.assert_allclose(to_numpy(bn.moving_mean), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(bn.moving_variance), 0.9 + 0.1 * var, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # Spiking Patch Splitting vs PyTorch
 # ---------------------------------------------------------------------------

@@ -452,6 +452,61 @@ def test_bptt_gradient_is_cut_by_a_detached_hard_reset():
     assert grad[0, 2, 0] != 0.0
 
 
+def cell_loop_gradient(cell, x, weights):
+    """d sum(weights * spikes) / dx by automatic differentiation of the plain
+    cell loop (`LIFCell.call` per step: the surrogate step's own gradient
+    and autodiff of charge and reset) -- independent of the multi-step
+    layer's hand-written BPTT."""
+
+    def loss(z):
+        v = ops.zeros_like(z[:, 0])
+        total = 0.0
+        for t in range(z.shape[1]):
+            s, (v,) = cell.call(z[:, t], [v])
+            total = total + ops.sum(ops.convert_to_tensor(weights[:, t]) * s)
+        return total
+
+    return grad_of(loss, x)
+
+
+@pytest.mark.parametrize("ternary", [False, True], ids=["binary", "ternary"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"detach_reset": False},
+        {"v_reset": None},
+        {"v_reset": None, "detach_reset": False},
+        {"v_reset": -0.3, "detach_reset": False, "tau": 3.0},
+        {"decay_input": False, "tau": 1.5, "v_threshold": 0.8},
+        {"surrogate": "atan", "detach_reset": False},
+        {"surrogate": "triangle", "alpha": 0.7},
+        {"surrogate": "rectangle"},
+    ],
+)
+def test_bptt_gradient_equals_autodiff_of_the_cell_loop(rng, ternary, kwargs):
+    # The layer's backward pass (backpropagate_through_time, XLA-fused on
+    # TensorFlow) must be the gradient of the very loop it replaces.
+    x = random_membranes(rng, (3, 5, 4, 6), scale=2.0)
+    weights = rng.standard_normal(x.shape).astype(np.float32)
+    layer = (TernaryLIF if ternary else LIF)(**kwargs)
+    from_layer = grad_of(lambda z: ops.sum(ops.convert_to_tensor(weights) * layer(z)), x)
+    from_loop = cell_loop_gradient(layer.cell, x, weights)
+    assert np.count_nonzero(from_loop) > x.size // 4
+    np.testing.assert_allclose(from_layer, from_loop, rtol=1e-5, atol=1e-6)
+
+
+def test_bptt_gradient_under_bfloat16_policy(rng):
+    # Mixed precision: bfloat16 gradient, computed in float32 inside, so it
+    # is the float32 gradient rounded once.
+    x = random_membranes(rng, (2, 4, 8), scale=2.0)
+    weights = rng.standard_normal(x.shape).astype(np.float32)
+    layer = LIF(detach_reset=False, dtype="mixed_bfloat16")
+    grad = grad_of(lambda z: ops.sum(ops.cast(layer(z), "float32") * weights), x)
+    exact = cell_loop_gradient(LIFCell(detach_reset=False), x, weights)
+    np.testing.assert_allclose(grad, exact, rtol=2e-2, atol=2e-2)
+
+
 # ---------------------------------------------------------------------------
 # Cells: keras.layers.RNN and streaming
 # ---------------------------------------------------------------------------

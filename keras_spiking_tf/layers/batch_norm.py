@@ -1,6 +1,7 @@
 """BatchNorm for spiking tensors: statistics shared over batch and time."""
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -11,6 +12,12 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
     time steps, batch and space: the "T·B folded" BatchNorm of SPEC §1 (plain
     BN, not tdBN). Defaults follow SDT (SPEC §3.4): PyTorch momentum 0.1,
     i.e. Keras `momentum=0.9`, and `epsilon=1e-5`.
+
+    Training on the TensorFlow backend uses TensorFlow's fused batch-norm
+    kernel (one op forward, one backward, statistics in float32 also for
+    bfloat16 inputs) instead of Keras' composite of reductions and
+    elementwise ops; the moving statistics are updated exactly as Keras does
+    (biased batch variance), so both paths train the same model.
 
     Args:
         momentum: moving-average momentum, Keras convention.
@@ -27,3 +34,41 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        fused = (
+            training
+            and self.trainable
+            and mask is None
+            and keras.backend.backend() == "tensorflow"
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and not (self.renorm or self.synchronized)
+        )
+        if not fused:
+            return super().call(inputs, training=training, mask=mask)
+        return self._fused_training_call(inputs)
+
+    def _fused_training_call(self, inputs):
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, (-1, 1, 1, channels))
+        one = tf.ones((channels,), "float32")
+        outputs, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
+            x,
+            scale=ops.cast(self.gamma, "float32") if self.scale else one,
+            offset=ops.cast(self.beta, "float32") if self.center else 0.0 * one,
+            epsilon=self.epsilon,
+            is_training=True,
+        )
+        # The kernel returns the unbiased (n / (n - 1)) variance; Keras keeps
+        # the biased one in its moving average.
+        count = tf.cast(tf.size(x) // channels, "float32")
+        variance = corrected_variance * (count - 1.0) / count
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        outputs = tf.reshape(outputs, tf.shape(inputs))
+        return ops.cast(outputs, self.compute_dtype)

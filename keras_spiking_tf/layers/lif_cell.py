@@ -12,6 +12,15 @@ uses (SPEC §2.1). Per element, with membrane `V` (0 at the first step):
 With `v_reset=None` the charge uses `V_reset = 0`. With `detach_reset=True` the
 spike used in the reset carries no gradient.
 
+Backward through one step (what the multi-step `LIF` layer uses for its
+hand-written backpropagation through time), with surrogate `sigma'`:
+
+    dH[t]/dX[t] = 1/tau (decay_input) or 1,   dH[t]/dV[t-1] = 1 - 1/tau
+    dS[t]/dH[t] = sigma'(H[t] - V_th)
+    dV[t]/dH[t] = 1 - S[t] + (V_reset - H[t]) sigma'(H[t] - V_th)      hard
+                = 1 - V_th sigma'(H[t] - V_th)                         soft
+    (the sigma' term of dV/dH only without `detach_reset`)
+
 **The paper's form** (eq. 1-3: `U[t] = beta H[t-1] + X[t]`) is
 `decay_input=False, tau = 1 / (1 - beta), v_reset=0` (with another reset
 potential this cell decays towards it, the paper's towards 0), with the paper's threshold as
@@ -27,6 +36,7 @@ import keras
 from keras import ops
 
 from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
+from keras_spiking_tf.layers.surrogate import surrogate_derivative
 from keras_spiking_tf.layers.surrogate import validate_surrogate
 
 NEURON_ARGUMENTS = (
@@ -101,7 +111,7 @@ class LIFCell(keras.layers.Layer):
         self.detach_reset = bool(detach_reset)
         self.surrogate = surrogate
         self.alpha = validate_surrogate(surrogate, alpha)
-        self._step = heaviside_with_surrogate(surrogate, self.alpha)
+        self._step = heaviside_with_surrogate(surrogate, self.alpha, self.v_threshold)
 
     @property
     def state_size(self):
@@ -127,20 +137,54 @@ class LIFCell(keras.layers.Layer):
     def charge(self, inputs, v):
         """Membrane after integrating `inputs` (the `H[t]` of SPEC §2.1)."""
         v_rest = 0.0 if self.v_reset is None else self.v_reset
+        # `v - 0` is `v`: skip the pass over the tensor at the usual V_reset = 0.
+        distance = v if v_rest == 0.0 else v - v_rest
         if self.decay_input:
-            return v + (inputs - (v - v_rest)) / self.tau
-        return v - (v - v_rest) / self.tau + inputs
+            return v + (inputs - distance) / self.tau
+        return v - distance / self.tau + inputs
 
     def fire(self, h):
         """Spikes `{0, 1}` with a surrogate gradient."""
-        return self._step(h - self.v_threshold)
+        return self._step(h)
 
     def reset(self, h, spikes):
         """Membrane after the spikes, `V[t]`."""
         fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
         if self.v_reset is None:
             return h - fired * self.v_threshold
+        if self.detach_reset:  # the same values as below, in one select
+            return ops.where(ops.not_equal(fired, 0), self.v_reset, h)
         return h * (1.0 - fired) + self.v_reset * fired
+
+    @property
+    def charge_gains(self):
+        """`(dH[t]/dV[t-1], dH[t]/dX[t])` of `charge`, constants."""
+        return 1.0 - 1.0 / self.tau, (1.0 / self.tau if self.decay_input else 1.0)
+
+    def surrogate_slope(self, x):
+        """The surrogate derivative `sigma'(x)`."""
+        return surrogate_derivative(x, self.surrogate, self.alpha)
+
+    def fire_derivative(self, h):
+        """`dS[t]/dH[t]`: the surrogate slope at the threshold."""
+        return self.surrogate_slope(h - self.v_threshold)
+
+    def fired_magnitude(self, h):
+        """`|S[t]|` (1 where the neuron fired) and its surrogate derivative."""
+        fired = ops.cast(ops.greater_equal(h, self.v_threshold), h.dtype)
+        return fired, self.fire_derivative(h)
+
+    def reset_derivative(self, h):
+        """`dV[t]/dH[t]` of `reset`: through the spikes too, unless
+        `detach_reset`."""
+        if self.v_reset is None:  # V = H - S V_th
+            if self.detach_reset:
+                return ops.ones_like(h)
+            return 1.0 - self.v_threshold * self.fire_derivative(h)
+        fired, fired_slope = self.fired_magnitude(h)  # V = H (1 - |S|) + V_reset |S|
+        if self.detach_reset:
+            return 1.0 - fired
+        return 1.0 - fired + (self.v_reset - h) * fired_slope
 
     def call(self, inputs, states):
         v = states[0] if isinstance(states, (list, tuple)) else states
@@ -162,7 +206,9 @@ class TernaryLIFCell(LIFCell):
     Same charge as `LIFCell`; fires `+1` where `H >= V_th`, `-1` where
     `H <= -V_th`, `0` otherwise; the hard reset zeroes (sets to `v_reset`)
     every element that fired either way, the soft reset subtracts `S V_th`.
-    The surrogate gradient acts at both thresholds. Arguments as `LIFCell`.
+    The surrogate gradient acts at both thresholds:
+    `dS/dH = sigma'(H - V_th) + sigma'(-H - V_th)`, and the hard reset's
+    `d|S|/dH = sigma'(H - V_th) - sigma'(-H - V_th)`. Arguments as `LIFCell`.
 
     Example:
 
@@ -173,20 +219,30 @@ class TernaryLIFCell(LIFCell):
     """
 
     def fire(self, h):
-        return self._step(h - self.v_threshold) - self._step(-h - self.v_threshold)
+        return self._step(h) - self._step(-h)
+
+    def fire_derivative(self, h):
+        return self.surrogate_slope(h - self.v_threshold) + self.surrogate_slope(
+            -h - self.v_threshold
+        )
+
+    def fired_magnitude(self, h):
+        fired = ops.cast(ops.greater_equal(ops.abs(h), self.v_threshold), h.dtype)
+        slope = self.surrogate_slope(h - self.v_threshold) - self.surrogate_slope(
+            -h - self.v_threshold
+        )
+        return fired, slope
 
     def reset(self, h, spikes):
         if self.v_reset is None:
             fired = ops.stop_gradient(spikes) if self.detach_reset else spikes
             return h - fired * self.v_threshold
         if self.detach_reset:
-            magnitude = ops.abs(ops.stop_gradient(spikes))
-        else:
-            # |S| = "fired either way" = Hea(H - V_th) + Hea(-H - V_th), with a
-            # surrogate at both thresholds. `abs(spikes)` would have zero
-            # gradient wherever S = 0 (d|s|/ds = sign(0) = 0), unlike the
-            # binary neuron's reset path.
-            magnitude = self._step(h - self.v_threshold) + self._step(
-                -h - self.v_threshold
-            )
+            fired = ops.not_equal(ops.stop_gradient(spikes), 0)
+            return ops.where(fired, self.v_reset, h)
+        # |S| = "fired either way" = Hea(H - V_th) + Hea(-H - V_th), with a
+        # surrogate at both thresholds. `abs(spikes)` would have zero
+        # gradient wherever S = 0 (d|s|/ds = sign(0) = 0), unlike the
+        # binary neuron's reset path.
+        magnitude = self._step(h) + self._step(-h)
         return h * (1.0 - magnitude) + self.v_reset * magnitude

@@ -83,26 +83,30 @@ def surrogate_derivative(x, surrogate="sigmoid", alpha=None):
     return _DERIVATIVES[surrogate](x, alpha)
 
 
-def heaviside_with_surrogate(surrogate="sigmoid", alpha=None):
+def heaviside_with_surrogate(surrogate="sigmoid", alpha=None, threshold=0.0):
     """Returns `step(x)`: exact Heaviside forward, surrogate backward.
 
     Args:
         surrogate: one of `"sigmoid"`, `"atan"`, `"triangle"`, `"rectangle"`.
         alpha: sharpness; `None` takes the surrogate's default (table above).
+        threshold: where the step is: `step(x) = 1 if x >= threshold`, with
+            derivative `sigma'(x - threshold)`. Comparing `x >= threshold`
+            gives the same spikes as `x - threshold >= 0` without the extra
+            pass over the tensor.
     """
     alpha = validate_surrogate(surrogate, alpha)
     derivative = _DERIVATIVES[surrogate]
 
     @ops.custom_gradient
     def step(x):
-        spikes = ops.cast(ops.greater_equal(x, 0), x.dtype)
+        spikes = ops.cast(ops.greater_equal(x, threshold), x.dtype)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return upstream * ops.cast(derivative(x, alpha), upstream.dtype)
+            slope = derivative(x - threshold, alpha)
+            return upstream * ops.cast(slope, upstream.dtype)
 
         return spikes, grad
 
     return step
-
