@@ -502,7 +502,8 @@ def test_bptt_gradient_under_bfloat16_policy(rng):
     x = random_membranes(rng, (2, 4, 8), scale=2.0)
     weights = rng.standard_normal(x.shape).astype(np.float32)
     layer = LIF(detach_reset=False, dtype="mixed_bfloat16")
-    grad = grad_of(lambda z: ops.sum(ops.cast(layer(z), "float32") * weights), x)
+    weights_tensor = ops.convert_to_tensor(weights)
+    grad = grad_of(lambda z: ops.sum(ops.cast(layer(z), "float32") * weights_tensor), x)
     exact = cell_loop_gradient(LIFCell(detach_reset=False), x, weights)
     np.testing.assert_allclose(grad, exact, rtol=2e-2, atol=2e-2)
 

@@ -25,6 +25,7 @@ from keras_spiking_tf.training.checkpointing import NonFiniteLossError
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
 from keras_spiking_tf.training.datasets import load_dataset
 from keras_spiking_tf.training.optimization import make_optimizer
+from keras_spiking_tf.training import precision
 from keras_spiking_tf.training.recipes import builtin_recipes
 from keras_spiking_tf.training.recipes import load_recipe
 from keras_spiking_tf.training.schedules import WarmupCosineSchedule
@@ -147,6 +148,38 @@ def test_weight_decay_skips_biases_and_batch_norm():
 
 
 # --- data -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags,native",
+    [("fpu vme avx512f avx512_bf16 avx512_vnni", True), ("fpu sse4_2 amx_bf16 amx_tile", True),
+     ("fpu sse4_2 avx2 avx512f", False), ("fpu avx512_bf16x", False)],
+)
+def test_native_bfloat16_is_read_from_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    assert precision.cpu_has_native_bfloat16(str(cpuinfo)) is native
+    assert precision.cpu_has_native_bfloat16(str(tmp_path / "missing")) is False
+
+
+def test_dtype_policy_resolution(monkeypatch):
+    monkeypatch.setattr(precision, "fastest_dtype_policy", lambda: "FASTEST")
+    assert precision.resolve_dtype_policy("float32", "mixed_bfloat16") == "float32"
+    assert precision.resolve_dtype_policy("auto", "mixed_bfloat16") == "mixed_bfloat16"
+    assert precision.resolve_dtype_policy("auto", None) == "FASTEST"
+    assert precision.resolve_dtype_policy(None, None) == "FASTEST"
+
+
+def test_fastest_dtype_policy_on_this_machine():
+    # Only CPUs here: bfloat16 exactly when the CPU has it and XLA:CPU is not
+    # the compiler (see the measurements in the README).
+    assert precision.accelerator()[0] == "cpu"
+    expected = (
+        "mixed_bfloat16"
+        if precision.cpu_has_native_bfloat16() and keras.backend.backend() != "jax"
+        else "float32"
+    )
+    assert precision.fastest_dtype_policy() == expected
 
 
 def test_digits_split_is_fixed_and_stratified():

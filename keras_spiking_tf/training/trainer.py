@@ -28,6 +28,7 @@ from keras_spiking_tf.training.input_pipeline import make_train_stream
 from keras_spiking_tf.training.input_pipeline import steps_per_epoch
 from keras_spiking_tf.training.optimization import make_loss
 from keras_spiking_tf.training.optimization import make_optimizer
+from keras_spiking_tf.training.precision import resolve_dtype_policy
 from keras_spiking_tf.training.recipes import load_recipe
 
 DEFAULT_RECIPES = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet2012": "imagenet"}
@@ -49,7 +50,8 @@ class TrainConfig:
         batch_size: global batch size (divisible by the replica count).
         strategy: see `distribution.py`.
         tpu: TPU name or address for `strategy="tpu"`.
-        mixed_precision: dtype policy, default the recipe's.
+        mixed_precision: dtype policy; `"auto"` takes the recipe's, else the
+            fastest here (`precision.fastest_dtype_policy`).
         output_dir: where everything is written.
         resume: continue from the newest checkpoint in `output_dir`.
         seed: seeds weights, shuffling and augmentation.
@@ -68,7 +70,7 @@ class TrainConfig:
     batch_size: int | None = None
     strategy: str = "auto"
     tpu: str | None = None
-    mixed_precision: str | None = None
+    mixed_precision: str | None = "auto"
     output_dir: str = "runs/st_2_64_digits"
     resume: bool = False
     seed: int = 0
@@ -173,7 +175,7 @@ def run_training(config):
     strategy = make_strategy(config.strategy, config.tpu)
     recipe = resolve_recipe(config)
     keras.utils.set_random_seed(config.seed)
-    dtype_policy = config.mixed_precision or recipe.mixed_precision or "float32"
+    dtype_policy = resolve_dtype_policy(config.mixed_precision, recipe.mixed_precision)
     chief = is_chief(strategy)
     output_dir = config.output_dir if chief else os.path.join(tempfile.mkdtemp(), "worker")
     check_output_dir(output_dir)
