@@ -8,9 +8,11 @@ natively and measurably faster (README, Performance), else `float32`:
 |----------------------------------------------|-----------------|
 | TPU                                          | mixed_bfloat16  |
 | NVIDIA GPU, compute capability >= 8.0        | mixed_bfloat16  |
-| CPU with AVX512_BF16 or AMX, TF or PyTorch   | mixed_bfloat16  |
-| CPU under JAX (XLA:CPU emulates bfloat16)    | float32         |
+| CPU with AVX512_BF16 or AMX                  | mixed_bfloat16  |
 | anything else                                | float32         |
+
+Measured on this project's CPU (AVX512_BF16, `st_2_256_cifar10`, batch 32):
+mixed_bfloat16 trains 1.7x faster than float32 on TensorFlow, 1.1x on JAX.
 
 Example:
 
@@ -70,9 +72,7 @@ def fastest_dtype_policy():
         return "mixed_bfloat16"
     if platform == "gpu":
         return "mixed_bfloat16" if (capability or 0) >= 8.0 else "float32"
-    if keras.backend.backend() != "jax" and cpu_has_native_bfloat16():
-        return "mixed_bfloat16"
-    return "float32"
+    return "mixed_bfloat16" if cpu_has_native_bfloat16() else "float32"
 
 
 def resolve_dtype_policy(requested, recipe_policy):
