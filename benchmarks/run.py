@@ -3,7 +3,7 @@ machine's own matmul peak measured in the same process.
 
     python benchmarks/run.py --preset st_2_256_cifar10 --mode train,infer \
         --batch 32,64 --backend tensorflow,jax,torch --dtype float32,mixed_bfloat16 \
-        --json benchmarks/results/cpu.jsonl
+        --json benchmarks/results/my_machine.jsonl
 
 Each measurement runs in its own subprocess (so `peak_rss_mb` is its own,
 and the backend can differ) and prints one JSON object with: `name`,

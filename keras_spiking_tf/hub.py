@@ -181,10 +181,25 @@ def _build_from_registry(entry, num_classes, kwargs):
     )
 
 
+def _saved_dtype_policy(preset):
+    """The mixed dtype policy name a local preset's backbone was saved with, else None."""
+    path = os.path.join(preset, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        dtype = json.load(file).get("config", {}).get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    return name if isinstance(name, str) and name.startswith("mixed_") else None
+
+
 def _load_directory(preset, num_classes, load_weights, kwargs):
     overrides = {k: kwargs.pop(k) for k in BACKBONE_ARGUMENTS if k in kwargs and k != "dtype"}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if kwargs.get("dtype") is None:
+        # KerasHub cannot resolve a saved mixed policy by itself (its float
+        # check rejects "mixed_bfloat16"); pass the saved one explicitly.
+        kwargs["dtype"] = _saved_dtype_policy(preset)
     try:
         model = SpikingTransformerImageClassifier.from_preset(
             preset, load_weights=load_weights and not overrides, **kwargs

@@ -34,7 +34,7 @@ def test_benchmark_suite_writes_consistent_records(tmp_path):
         assert record["utilization"] == pytest.approx(expected, rel=1e-2)
     train, infer = records
     # Training counts forward + backward = 3 x the forward FLOPs.
-    assert train["gflop_per_img"] == pytest.approx(3 * infer["gflop_per_img"], rel=1e-3)
+    assert train["gflop_per_img"] == pytest.approx(3 * infer["gflop_per_img"], abs=3e-4)  # 4-decimal rounding
     # The printed table has one row per record, and table.py renders the file.
     assert run.stdout.count("st_2_64_digits") == 0 and len(run.stdout.splitlines()) == 3
     table = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "table.py"),
