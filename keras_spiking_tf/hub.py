@@ -182,11 +182,9 @@ def _build_from_registry(entry, num_classes, kwargs):
 
 
 def _saved_dtype_policy(preset):
-    """The mixed dtype policy name a local preset's backbone was saved with, else None."""
-    path = os.path.join(preset, "config.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as file:
+    """The mixed dtype policy name a preset (directory or hub handle) was
+    saved with, else None."""
+    with open(get_file(preset, "config.json"), encoding="utf-8") as file:
         dtype = json.load(file).get("config", {}).get("dtype")
     name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
     return name if isinstance(name, str) and name.startswith("mixed_") else None
