@@ -9,12 +9,17 @@ logits = model.predict(images)            # raw 0..255 images, NHWC
 ```
 """
 
-from keras_spiking_tf import layers
-from keras_spiking_tf import models
-from keras_spiking_tf.edge_export import export
-from keras_spiking_tf.edge_export import load_exported
-from keras_spiking_tf.hub import from_preset
-from keras_spiking_tf.hub import list_presets
-from keras_spiking_tf.hub import save_to_preset
+from keras_spiking_tf.cli.startup import quiet_tensorflow_start_for_tools
+
+# Importing the layers imports Keras and TensorFlow; only in our command-line
+# tools are TensorFlow's native start-up lines kept off the console.
+with quiet_tensorflow_start_for_tools():
+    from keras_spiking_tf import layers
+    from keras_spiking_tf import models
+    from keras_spiking_tf.edge_export import export
+    from keras_spiking_tf.edge_export import load_exported
+    from keras_spiking_tf.hub import from_preset
+    from keras_spiking_tf.hub import list_presets
+    from keras_spiking_tf.hub import save_to_preset
 
 __version__ = "0.1.0"

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 
 import h5py
-import keras
 from keras_hub.src.utils.preset_utils import get_file
 
+from keras_spiking_tf.atomic_directory import make_staging_directory
 from keras_spiking_tf.atomic_directory import replace_directory
+from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     SpikingTransformerBackbone,
 )
@@ -135,6 +135,12 @@ def from_preset(preset, num_classes=None, load_weights=True, **kwargs):
     model = keras_spiking_tf.from_preset("st_8_512_imagenet", load_weights=False)
     ```
     """
+    if not isinstance(preset, (str, os.PathLike)):
+        raise TypeError(
+            f"preset must be a preset name, a directory or a hub handle (a string); got "
+            f"{type(preset).__name__}."
+        )
+    preset = os.fspath(preset)
     registry = load_registry()["presets"]
     if preset in registry:
         entry = registry[preset]
@@ -146,25 +152,35 @@ def from_preset(preset, num_classes=None, load_weights=True, **kwargs):
             raise ValueError(
                 f"Preset '{preset}' has no published weights. Build it with "
                 "random weights using `load_weights=False`; get weights by "
-                f"training it (`python tools/train.py --preset {preset}`) or, "
+                f"training it (`kst-train --preset {preset}`) or, "
                 "for the sdt_*/st_* ImageNet sizes, by converting an SDT "
-                "checkpoint (`python tools/convert_sdt_checkpoint.py`)."
+                "checkpoint (`kst-convert-sdt`)."
             )
         return _build_from_registry(entry, num_classes, kwargs)
-    if preset.startswith(HUB_SCHEMES) or os.path.isdir(preset):
-        if preset.startswith(HUB_SCHEMES):
-            _fetch_hub_config(preset)
-        else:
-            _check_preset_directory(preset)
-        metadata = _read_metadata(preset)
-        verify_weights(preset, metadata.get("weights_sha256", {}), load_weights)
-        return _load_directory(preset, num_classes, load_weights, kwargs)
-    close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"Unknown preset '{preset}'.{hint} Use a built-in name "
-        "(keras_spiking_tf.list_presets()), a local preset directory, or a "
-        "hf://, kaggle:// or gs:// handle."
+    if preset.startswith(HUB_SCHEMES):
+        _check_preset_files(preset)
+    elif os.path.isdir(os.path.expanduser(preset)) or _looks_like_path(preset):
+        preset = os.path.expanduser(preset)
+        _check_preset_directory(preset)
+        _check_preset_files(preset)
+    else:
+        close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown preset '{preset}': it is no built-in name and no directory of that "
+            f"name exists.{hint} Use a built-in name (keras_spiking_tf.list_presets()), "
+            "the path of a preset directory, or a hf://, kaggle:// or gs:// handle."
+        )
+    metadata = read_preset_metadata(preset)
+    verify_weights(preset, metadata.get("weights_sha256", {}), load_weights)
+    return _load_directory(preset, num_classes, load_weights, kwargs)
+
+
+def _looks_like_path(preset):
+    """Whether `preset` is written as a path (a built-in name never is)."""
+    return (
+        os.sep in preset or "/" in preset or preset.startswith((".", "~"))
+        or (os.altsep is not None and os.altsep in preset)
     )
 
 
@@ -184,8 +200,7 @@ def _build_from_registry(entry, num_classes, kwargs):
 def _saved_dtype_policy(preset):
     """The mixed dtype policy name a preset (directory or hub handle) was
     saved with, else None."""
-    with open(get_file(preset, "config.json"), encoding="utf-8") as file:
-        dtype = json.load(file).get("config", {}).get("dtype")
+    dtype = read_preset_json(preset, "config.json").get("config", {}).get("dtype")
     name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
     return name if isinstance(name, str) and name.startswith("mixed_") else None
 
@@ -206,6 +221,12 @@ def _load_directory(preset, num_classes, load_weights, kwargs):
             model = _rebuild_with_backbone_overrides(preset, model, overrides, load_weights)
     except (OSError, ConnectionError) as error:
         raise _hub_error(preset, error) from error
+    except (TypeError, ValueError) as error:
+        # Keras deserialises in safe mode: a config naming anything but a
+        # registered Keras object (or a Python lambda) is refused here.
+        raise type(error)(
+            f"Could not build preset '{preset}' from its config files: {error}"
+        ) from error
     return model
 
 
@@ -230,11 +251,20 @@ def _rebuild_with_backbone_overrides(preset, model, overrides, load_weights):
 
 
 def _preset_num_classes(preset):
-    with open(get_file(preset, "task.json"), encoding="utf-8") as file:
-        return json.load(file)["config"]["num_classes"]
+    return read_preset_json(preset, "task.json")["config"]["num_classes"]
 
 
 def _check_preset_directory(directory):
+    if not os.path.exists(directory):
+        raise FileNotFoundError(
+            f"Preset directory '{directory}' does not exist. Check the path, or save a "
+            "preset there with keras_spiking_tf.save_to_preset(model, directory)."
+        )
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(
+            f"'{directory}' is a file, not a preset directory (a directory holding "
+            "config.json, model.weights.h5, ...)."
+        )
     if not os.path.exists(os.path.join(directory, "config.json")):
         raise FileNotFoundError(
             f"'{directory}' is not a preset directory: it has no config.json. "
@@ -242,35 +272,110 @@ def _check_preset_directory(directory):
         )
 
 
-def _fetch_hub_config(handle):
-    # KerasHub reports a handle it cannot fetch (absent from an offline
-    # cache, unknown repository) as a ValueError "has no config.json";
-    # fetch config.json here so that it is an OSError naming the handle.
-    try:
-        get_file(handle, "config.json")
-    except (OSError, ConnectionError) as error:
-        raise _hub_error(handle, error) from error
+PRESET_JSON_FILES = ("config.json", "task.json", "preprocessor.json", "metadata.json")
 
 
-def _read_metadata(preset):
+def _check_preset_files(preset):
+    """Fetches (for hub handles) and parses every JSON file of a preset, so
+    that a network failure or a malformed file is reported as such before
+    KerasHub reads them."""
+    read_preset_json(preset, "config.json")
+    for filename in PRESET_JSON_FILES[1:]:
+        read_preset_json(preset, filename, missing_ok=True)
+
+
+def read_preset_json(preset, filename, missing_ok=False):
+    """The parsed JSON file `filename` of a preset directory or hub handle.
+
+    Raises:
+        ValueError: the file is not valid JSON (the message names the file,
+            line and column).
+        FileNotFoundError: the file is absent (`{}` with `missing_ok`).
+        OSError: a hub handle could not be fetched (the message says why:
+            offline, a network error, no such repository).
+    """
     try:
-        path = get_file(preset, "metadata.json")
-    except FileNotFoundError:
-        return {}
+        path = get_file(preset, filename)
+    except FileNotFoundError as error:
+        unreachable = preset.startswith(HUB_SCHEMES) and _network_cause(error) is not None
+        if missing_ok and not (unreachable and not _hf_offline()):
+            return {}  # offline, an optional file absent from the cache is absent
+        if unreachable:
+            raise _hub_error(preset, error) from error
+        raise
     except (OSError, ConnectionError) as error:
         raise _hub_error(preset, error) from error
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"'{path}' is not valid JSON: {error.msg} at line {error.lineno}, column "
+            f"{error.colno}. The preset file is damaged; save or download the preset again."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"'{path}' is not a text (UTF-8 JSON) file ({error.reason}). The preset file "
+            "is damaged; save or download the preset again."
+        ) from None
+
+
+def read_preset_metadata(preset):
+    """A preset's `metadata.json` (`{}` if it has none)."""
+    return read_preset_json(preset, "metadata.json", missing_ok=True)
+
+
+# Exception class names (anywhere in an error's cause chain) that mean the
+# hub could not be reached, as opposed to "no such file".
+_NETWORK_ERRORS = ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError",
+                   "ConnectionError", "ConnectTimeout", "ReadTimeout", "TimeoutException",
+                   "gaierror", "TimeoutError")
+
+
+def _causes(error):
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def _network_cause(error):
+    """The first error in `error`'s chain that means "hub unreachable"."""
+    for cause in _causes(error):
+        if any(cls.__name__ in _NETWORK_ERRORS for cls in type(cause).__mro__):
+            return cause
+    return None
+
+
+def _hf_offline():
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def _hub_error(preset, error):
     if not preset.startswith(HUB_SCHEMES):
         return error
+    network = _network_cause(error)
+    if preset.startswith("hf://") and _hf_offline():
+        return OSError(
+            f"Could not fetch preset '{preset}': the Hugging Face Hub is in offline mode "
+            "(HF_HUB_OFFLINE=1) and the preset is not in the local cache. Go online once "
+            "(unset HF_HUB_OFFLINE) to download it, or pass a local preset directory."
+        )
+    if network is not None:
+        root = _causes(error)[-1]
+        return OSError(
+            f"Could not fetch preset '{preset}': the hub could not be reached (network "
+            f"error: {type(root).__name__}: {root}). Check your connection and proxy "
+            "settings, or pass a local preset directory."
+        )
     return OSError(
-        f"Could not fetch preset '{preset}': {error}. Check the handle and "
-        "your network; offline, download the preset directory beforehand and "
-        "pass its local path (for hf://, a populated Hugging Face cache with "
-        "HF_HUB_OFFLINE=1 also works)."
+        f"Could not fetch preset '{preset}': {error}. Check the handle; offline, "
+        "download the preset directory beforehand and pass its local path."
     )
 
 
@@ -297,7 +402,9 @@ def verify_weights(preset, checksums, load_weights):
     for filename in WEIGHT_FILES:
         try:
             path = get_file(preset, filename)
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            if preset.startswith(HUB_SCHEMES) and _network_cause(error) is not None:
+                raise _hub_error(preset, error) from error
             if filename in checksums:
                 raise
             continue
@@ -321,14 +428,22 @@ def verify_weights(preset, checksums, load_weights):
             ) from error
 
 
-def save_to_preset(model, preset_dir):
+def save_to_preset(model, preset_dir, metadata=None):
     """Saves a classifier as a KerasHub preset directory, atomically.
 
     Writes `config.json`, `metadata.json` (with the SHA-256 of each weights
     file), `model.weights.h5`, `task.json`, `task.weights.h5` and
-    `preprocessor.json` into a temporary directory beside `preset_dir`, then
-    renames it into place, so an interrupted save never leaves a half-written
-    preset. An existing `preset_dir` is replaced.
+    `preprocessor.json` into a hidden staging directory beside `preset_dir`,
+    then renames it into place, so an interrupted save never leaves a
+    half-written preset (the next save sweeps its staging directory). An
+    existing `preset_dir` is replaced. The directory gets the permissions
+    the user's umask gives.
+
+    Args:
+        model: a `SpikingTransformerImageClassifier`.
+        preset_dir: the directory to write.
+        metadata: extra entries for `metadata.json` (e.g. how the model was
+            trained).
 
     Example:
 
@@ -337,31 +452,23 @@ def save_to_preset(model, preset_dir):
     model = keras_spiking_tf.from_preset("my_preset")
     ```
     """
-    preset_dir = os.path.abspath(preset_dir)
+    preset_dir = os.path.abspath(os.fspath(preset_dir))
     parent = os.path.dirname(preset_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".preset-", dir=parent)
+    sweep_stale_staging(parent, [".preset", ".retired"])
+    staging = make_staging_directory(parent, ".preset")
     try:
         model.save_to_preset(staging)
-        if getattr(model, "optimizer", None) is not None:
-            # KerasHub's task weights include a compiled model's optimizer
-            # state; a preset ships the model only (training checkpoints
-            # keep the optimizer).
-            keras.saving.save_weights(
-                model,
-                os.path.join(staging, "task.weights.h5"),
-                objects_to_skip=list(model.backbone._flatten_layers()) + [model.optimizer],
-            )
         metadata_path = os.path.join(staging, "metadata.json")
         with open(metadata_path, encoding="utf-8") as file:
-            metadata = json.load(file)
-        metadata["weights_sha256"] = {
+            saved = json.load(file)
+        saved.update(metadata or {})
+        saved["weights_sha256"] = {
             name: sha256_of(os.path.join(staging, name))
             for name in WEIGHT_FILES
             if os.path.exists(os.path.join(staging, name))
         }
         with open(metadata_path, "w", encoding="utf-8") as file:
-            json.dump(metadata, file, indent=4)
+            json.dump(saved, file, indent=4)
         replace_directory(staging, preset_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import keras_spiking_tf
+from conftest import subprocess_env
+from conftest import tool_command
 from keras_spiking_tf.analysis import FiringRateMonitor
 from keras_spiking_tf.analysis import addition_only_audit
 from keras_spiking_tf.analysis import calibrate_batch_norm
@@ -18,7 +20,6 @@ from keras_spiking_tf.analysis import firing_rates
 from keras_spiking_tf.layers import LIF
 from keras_spiking_tf.layers import TernaryLIF
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_model(attention="a2os2a"):
@@ -149,11 +150,10 @@ def test_firing_rate_monitor_records_history_and_tensorboard(tmp_path):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tool runs on TF")
 def test_analyze_tool_writes_json_and_plots(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "analyze.py"), "--preset", "st_2_64_digits",
+        [*tool_command("kst-analyze"), "--preset", "st_2_64_digits",
          "--num_images", "8", "--output_dir", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=subprocess_env(), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     analysis = json.loads((tmp_path / "analysis.json").read_text())

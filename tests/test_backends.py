@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import _backend_worker
+from conftest import subprocess_env
 from test_attention import randomize_weights
 
 from keras_spiking_tf.layers import A2OS2A
@@ -49,10 +50,7 @@ def make_inputs(rng, batch=2, steps=4, tokens=16, dim=32, num_heads=4):
 
 
 def run_in_subprocesses(source, tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p
-    )
+    env = subprocess_env()
     processes = {}
     for backend in BACKENDS:
         target = tmp_path / f"{backend}.npz"

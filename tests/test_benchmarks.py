@@ -8,6 +8,7 @@ import sys
 
 import keras
 import pytest
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("name", "preset", "backend", "dtype", "mode", "batch", "time_steps", "img_per_s",
@@ -21,8 +22,8 @@ def test_benchmark_suite_writes_consistent_records(tmp_path):
                "--preset", "st_2_64_digits", "--mode", "train,infer", "--batch", "4",
                "--time_steps", "2", "--steps", "10", "--warmup", "1", "--matmul_size", "256",
                "--json", str(results)]
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(command, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="3"),
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["mode"] for r in records] == ["train", "infer"]

@@ -42,6 +42,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 import keras_spiking_tf  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
+from conftest import tool_command  # noqa: E402
 from keras_spiking_tf.edge_export import ExportError  # noqa: E402
 from keras_spiking_tf.edge_export import ExportVerificationError  # noqa: E402
 from keras_spiking_tf.edge_export import export  # noqa: E402
@@ -49,7 +51,6 @@ from keras_spiking_tf.edge_export import litert_ops  # noqa: E402
 from keras_spiking_tf.edge_export import load_exported  # noqa: E402
 from keras_spiking_tf.training.datasets import load_digits_arrays  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOGIT_ATOL = 1e-4
 MAX_FLIPPED_FRACTION = 0.02
 MIN_FLOAT_AGREEMENT = 0.995
@@ -399,13 +400,12 @@ def test_operator_without_builtin_kernel_fails_loudly(tmp_path):
 
 
 def test_export_tool_writes_report(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     output, report_path = tmp_path / "out" / "digits.tflite", tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "export.py"), "--preset", "st_2_64_digits",
+        [*tool_command("kst-export"), "--preset", "st_2_64_digits",
          "--format", "litert", "--dataset", "digits", "--num_samples", "64",
          "--output", str(output), "--report", str(report_path)],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=subprocess_env(), capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_path.read_text())

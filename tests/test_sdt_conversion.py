@@ -28,6 +28,8 @@ torch = pytest.importorskip("torch")
 
 import keras_spiking_tf  # noqa: E402
 import sdt_reference  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
+from conftest import tool_command  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_checkpoint  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_state_dict  # noqa: E402
 from keras_spiking_tf.conversion import load_sdt_state_dict  # noqa: E402
@@ -459,9 +461,9 @@ def test_convert_tool_end_to_end(tmp_path):
     target = keras_classifier(**tiny, num_classes=10, attention="sdsa")
     target_dir = keras_spiking_tf.save_to_preset(target, str(tmp_path / "target"))
     output = tmp_path / "converted"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = subprocess_env()
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "convert_sdt_checkpoint.py"),
+        [*tool_command("kst-convert-sdt"),
          "--checkpoint", checkpoint, "--preset", target_dir,
          "--output", str(output), "--init_attention", "a2os2a"],
         capture_output=True, text=True, env=env, timeout=600,
@@ -483,7 +485,7 @@ def test_convert_tool_end_to_end(tmp_path):
     )
 
     again = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "convert_sdt_checkpoint.py"),
+        [*tool_command("kst-convert-sdt"),
          "--checkpoint", checkpoint, "--preset", target_dir, "--output", str(output)],
         capture_output=True, text=True, env=env, timeout=600,
     )

@@ -1,85 +1,12 @@
-"""Convert a Spike-driven Transformer (SDT) PyTorch checkpoint to a Keras preset.
+"""Convert an SDT PyTorch checkpoint to a Keras preset: `kst-convert-sdt`, run from a checkout.
 
-    python tools/convert_sdt_checkpoint.py --checkpoint 8_512.pth.tar \
-        --preset sdt_8_512_imagenet --output presets_local/sdt_8_512_imagenet
-    # the same weights as the start of A2OS2A fine-tuning (st_8_512_imagenet):
-    python tools/convert_sdt_checkpoint.py --checkpoint 8_512.pth.tar \
-        --preset sdt_8_512_imagenet --output presets_local/st_8_512_init \
-        --init_attention a2os2a
+    python tools/convert_sdt_checkpoint.py --help                # every flag
 
-Needs PyTorch to read the file (pip install torch==2.13.0, CPU wheel). The
-checkpoint is unpickled with weights_only=False: convert trusted files only.
-Load the result with `keras_spiking_tf.from_preset("<output>")`.
+The program lives in `keras_spiking_tf/cli/convert_sdt_checkpoint.py` (install the package
+first: `pip install .`).
 """
 
-import sys
-
-from absl import app
-from absl import flags
-
-flags.DEFINE_string("checkpoint", None, "SDT checkpoint file (.pth / .pth.tar).")
-flags.DEFINE_string(
-    "preset",
-    None,
-    "Target architecture: a built-in preset of the checkpoint's size "
-    "(sdt_{L}_{D}_imagenet) or a preset directory.",
-)
-flags.DEFINE_string("output", None, "Preset directory to write.")
-flags.DEFINE_enum(
-    "init_attention",
-    None,
-    ["a2os2a", "sdsa", "ssa"],
-    "Load the SDT weights into a model with this attention instead of the "
-    "preset's (a2os2a: the st_* model of the same size, for fine-tuning).",
-)
-flags.DEFINE_bool("overwrite", False, "Replace an existing --output directory.")
-flags.mark_flags_as_required(["checkpoint", "preset", "output"])
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    del argv
-    from keras_spiking_tf.conversion import convert_sdt_checkpoint
-
-    try:
-        report = convert_sdt_checkpoint(
-            FLAGS.checkpoint,
-            FLAGS.preset,
-            FLAGS.output,
-            init_attention=FLAGS.init_attention,
-            overwrite=FLAGS.overwrite,
-        )
-    except (FileExistsError, FileNotFoundError, ImportError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    source = report["checkpoint"]
-    details = [f"{k} {report[k]}" for k in ("arch", "epoch") if k in report]
-    if details:
-        source += f" ({', '.join(details)})"
-    print(f"Read {source}.")
-    print(
-        f"Built '{report['preset']}': {report['attention']} attention, "
-        f"L={report['num_layers']}, D={report['hidden_dim']}, "
-        f"{report['num_classes']} classes."
-    )
-    print(
-        f"Converted {report['num_tensors']} tensors ({report['num_values']:,} values)."
-    )
-    if report["skipped"]:
-        reasons = {}
-        for key, reason in report["skipped"].items():
-            reasons.setdefault(reason, []).append(key)
-        for reason, keys in reasons.items():
-            print(f"Skipped {len(keys)} tensor(s) ({reason}), e.g. {keys[0]}.")
-    if report["attention"] == "a2os2a" and FLAGS.init_attention == "a2os2a":
-        print(
-            "Note: SDT weights in an A2OS2A model are a starting point for "
-            "fine-tuning, not a trained A2OS2A model."
-        )
-    print(f"Wrote preset {report['output_dir']}")
-    print(f"Load it with keras_spiking_tf.from_preset({report['output_dir']!r}).")
-    return 0
-
+from keras_spiking_tf.cli.convert_sdt_checkpoint import main
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    main()

@@ -34,7 +34,9 @@ model = keras_spiking_tf.from_preset("sdt_8_512_preset")
 ```
 """
 
+import argparse
 import os
+import pickle
 import re
 
 import numpy as np
@@ -76,15 +78,61 @@ def _import_torch():
     return torch
 
 
+# The only non-tensor class that SDT's checkpoints pickle: the training
+# script's `args`. Anything else a file asks to unpickle is refused.
+SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
+
+
+def _unpickle_safely(torch, path):
+    """`torch.load(path, weights_only=True)` with only the classes of
+    `SAFE_CHECKPOINT_GLOBALS` allowed: a file that needs any other global
+    (code a crafted file would run) is refused before anything of it runs."""
+    try:
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = _unpickler_reason(error)
+        wanted = re.findall(r"GLOBAL ([\w.]+)", reason)
+        if not wanted:
+            raise ValueError(
+                f"'{path}' is not a readable PyTorch checkpoint (its pickle data is "
+                f"malformed: {reason}). Pass the .pth / .pth.tar file that torch.save "
+                "wrote; it may be truncated, or another kind of file."
+            ) from None
+        raise ValueError(
+            f"Refusing to load '{path}': besides tensors and training arguments it asks "
+            f"to load {', '.join(sorted(set(wanted)))}, which could run code, so nothing "
+            "of it was loaded. Convert only SDT checkpoints, saved with torch.save("
+            "{'state_dict': model.state_dict(), ...})."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError,
+            IndexError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"'{path}' is not a readable PyTorch checkpoint ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no details'}). "
+            "Pass the .pth / .pth.tar file that torch.save wrote; it may be truncated, "
+            "or another kind of file."
+        ) from None
+
+
+def _unpickler_reason(error):
+    """The line of torch's "weights only load failed" message that says what
+    was refused (the rest tells the user to drop the safety check)."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+    if match is None:
+        return str(error).strip().splitlines()[0] if str(error).strip() else "no details"
+    return match.group(1).split(". Please use")[0].strip()
+
+
 def _read_checkpoint(path):
     """`(state_dict, metadata)` of a `.pth` / `.pth.tar` file."""
     torch = _import_torch()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SDT checkpoint '{path}' does not exist.")
-    # weights_only=False: SDT checkpoints pickle the argparse `args`, which
-    # the safe loader refuses. Only convert checkpoints you trust.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"'{path}' is empty (0 bytes), not a PyTorch checkpoint.")
+    checkpoint = _unpickle_safely(torch, path)
     metadata = {}
     if not isinstance(checkpoint, dict):
         raise ValueError(
@@ -120,8 +168,9 @@ def load_sdt_state_dict(path):
 
     Accepts SDT's checkpoint dict (weights under `"state_dict"`; `"model"` is
     also accepted) or a bare state_dict, and strips the `"module."` prefix of
-    models saved from `DataParallel`. Unpickles with `weights_only=False`
-    (SDT checkpoints hold the training `args`): only load trusted files.
+    models saved from `DataParallel`. Unpickles with `weights_only=True`:
+    tensors, plain containers and SDT's `argparse.Namespace` arguments only;
+    a file that asks for any other class or function is refused unread.
 
     Args:
         path: the checkpoint file.
@@ -132,7 +181,9 @@ def load_sdt_state_dict(path):
     Raises:
         ImportError: PyTorch is not installed (the message says how to
             install the CPU wheel).
-        FileNotFoundError, ValueError: not a readable checkpoint.
+        FileNotFoundError, ValueError: not a readable checkpoint, or one
+            that needs more than tensors and SDT's arguments to unpickle
+            (the message names the file and what it asked for).
     """
     return _read_checkpoint(path)[0]
 

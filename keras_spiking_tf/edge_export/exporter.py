@@ -53,7 +53,6 @@ import errno
 import functools
 import logging
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -64,6 +63,9 @@ import warnings
 import keras
 import numpy as np
 
+from keras_spiking_tf.atomic_directory import replace_directory
+from keras_spiking_tf.atomic_directory import staging_name
+from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.edge_export.runtime import litert_io_types
 from keras_spiking_tf.edge_export.runtime import litert_op_counts
 from keras_spiking_tf.edge_export.runtime import litert_op_table
@@ -424,10 +426,9 @@ def _reserve(path, format):
         )
     try:
         os.makedirs(parent, exist_ok=True)
-        for _ in range(100):
-            staging = os.path.join(
-                parent, f".{name}.{secrets.token_hex(4)}.partial{SUFFIXES[format]}"
-            )
+        sweep_stale_staging(parent, [".partial"])  # left by an interrupted export
+        while True:
+            staging = os.path.join(parent, f"{staging_name('.partial')}.{name}{SUFFIXES[format]}")
             try:
                 # Default permissions (0o666/0o777 less the umask), unlike
                 # tempfile's private 0o600/0o700: the staging entry becomes
@@ -439,7 +440,6 @@ def _reserve(path, format):
                 return path, staging
             except FileExistsError:
                 continue
-        raise FileExistsError(errno.EEXIST, "no free staging name", parent)
     except OSError as error:
         raise type(error)(
             error.errno,
@@ -449,15 +449,8 @@ def _reserve(path, format):
 
 
 def _move_into_place(staging, path, format):
-    if format != "saved_model":
-        os.replace(staging, path)
-        return
-    if os.path.isdir(path):
-        retired = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old",
-                                   dir=os.path.dirname(path))
-        os.replace(path, os.path.join(retired, "old"))
-        os.replace(staging, path)
-        shutil.rmtree(retired, ignore_errors=True)
+    if format == "saved_model":
+        replace_directory(staging, path)
     else:
         os.replace(staging, path)
 

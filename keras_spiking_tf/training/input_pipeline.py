@@ -132,14 +132,15 @@ def batch_mixer(recipe):
     return mix
 
 
-def make_eval_dataset(splits, recipe, image_size, batch_size, num_classes):
-    """Batches of `(float32 0..255 images, one-hot labels)` of the test split."""
+def make_eval_dataset(split, recipe, image_size, batch_size, num_classes):
+    """Batches of `(float32 0..255 images, one-hot labels)` of an evaluation
+    split (validation or test), resized and cropped as the recipe says."""
 
     def prepare(image, label):
         image = eval_resize(tf.cast(image, tf.float32), image_size, recipe.crop_pct)
         return _clip_pixels(image), tf.one_hot(label, num_classes)
 
-    data = splits.test.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    data = split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,24 +1,42 @@
-"""`train()`: the library entry point behind `tools/train.py`.
+"""`train()`: the library entry point behind `kst-train` / `tools/train.py`.
 
 One call trains a preset on a data set with a recipe and writes, into
-`output_dir`: `checkpoints/` (resumable), `tensorboard/`, `metrics.csv`,
-`best_preset/` and `final_preset/` (KerasHub preset directories loadable
-with `keras_spiking_tf.from_preset`) and `summary.json`.
+`output_dir` (by default a fresh `runs/<preset>-<date>-<time>/` per run):
+`checkpoints/` (resumable), `tensorboard/`, `metrics.csv` (one row per
+epoch), `best_preset/` (the epoch with the best *validation* accuracy) and
+`final_preset/` (KerasHub preset directories loadable with
+`keras_spiking_tf.from_preset`) and `summary.json`.
+
+Splits: the model trains on the train split, the best epoch is chosen on the
+validation split (held out of the training data, `datasets.py`), and the
+test split is used once, at the end, for the test accuracy of the final and
+of the selected model. `summary.json` names the split of every number.
+
+Every argument is checked before anything is computed or written; a run that
+is interrupted continues with the same command plus `resume=True`.
 """
 
 import dataclasses
+import datetime
 import json
 import os
 import tempfile
-import time
 
 import keras
+import numpy as np
 
+from keras_spiking_tf.atomic_directory import sweep_stale_staging
+from keras_spiking_tf.atomic_directory import write_text_atomically
 from keras_spiking_tf.hub import from_preset
+from keras_spiking_tf.hub import read_preset_metadata
 from keras_spiking_tf.hub import save_to_preset
+from keras_spiking_tf.layers.attention_variants import ATTENTIONS
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
+from keras_spiking_tf.training.checkpointing import initial_state
+from keras_spiking_tf.training.datasets import check_dataset_name
 from keras_spiking_tf.training.datasets import load_dataset
+from keras_spiking_tf.training.distribution import STRATEGIES
 from keras_spiking_tf.training.distribution import is_chief
 from keras_spiking_tf.training.distribution import make_strategy
 from keras_spiking_tf.training.distribution import replica_count
@@ -32,11 +50,12 @@ from keras_spiking_tf.training.precision import resolve_dtype_policy
 from keras_spiking_tf.training.recipes import load_recipe
 
 DEFAULT_RECIPES = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet2012": "imagenet"}
+RUNS_DIRECTORY = "runs"
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """What to train and how; the fields mirror `tools/train.py`'s flags.
+    """What to train and how; the fields mirror `kst-train`'s flags.
 
     Attributes:
         preset: preset name or directory to train (from scratch unless
@@ -45,20 +64,26 @@ class TrainConfig:
             `imagefolder:PATH`.
         data_dir: TFDS data directory (ImageNet: holds `manual/`).
         recipe: recipe name or JSON path; default chosen by data set.
-        epochs: total epochs; rescales the recipe's warm-up, cool-down and
-            mix switch-off proportionally.
-        batch_size: global batch size (divisible by the replica count).
+        epochs: total epochs (>= 1); rescales the recipe's warm-up,
+            cool-down and mix switch-off proportionally.
+        batch_size: global batch size (>= 1, divisible by the replica count).
         strategy: see `distribution.py`.
         tpu: TPU name or address for `strategy="tpu"`.
         mixed_precision: dtype policy; `"auto"` takes the recipe's, else the
             fastest here (`precision.fastest_dtype_policy`).
-        output_dir: where everything is written.
-        resume: continue from the newest checkpoint in `output_dir`.
+        output_dir: where everything is written. `None`: a fresh
+            `runs/<preset>-<date>-<time>` directory per run; with `resume`,
+            the newest unfinished one of this preset.
+        resume: continue the run in `output_dir` from its newest checkpoint.
         seed: seeds weights, shuffling and augmentation.
         jit_compile: `"auto"`, `True` or `False` (XLA).
         time_steps, attention: backbone overrides (e.g. for ablations).
         init_weights: start from the preset's weights (fine-tuning).
-        checkpoint_every: checkpoint period in steps (0: epoch ends only).
+        checkpoint_every: also checkpoint every N steps (`None`: at epoch
+            ends only).
+        validation_fraction: part of the training split held out for
+            model selection (`None`: the data set's default, see
+            `datasets.py`).
         verbose: 1 shows progress bars.
     """
 
@@ -71,15 +96,49 @@ class TrainConfig:
     strategy: str = "auto"
     tpu: str | None = None
     mixed_precision: str | None = "auto"
-    output_dir: str = "runs/st_2_64_digits"
+    output_dir: str | None = None
     resume: bool = False
     seed: int = 0
     jit_compile: str | bool = "auto"
     time_steps: int | None = None
     attention: str | None = None
     init_weights: bool = False
-    checkpoint_every: int = 0
+    checkpoint_every: int | None = None
+    validation_fraction: float | None = None
     verbose: int = 1
+
+    def validate(self):
+        """Raises a `ValueError` naming the flag for an argument that cannot
+        work; called by `train` before anything is computed or written."""
+        for name, meaning in (
+            ("epochs", "a number of epochs; omit it to train for the recipe's epochs"),
+            ("batch_size", "a global batch size; omit it to use the recipe's"),
+            ("checkpoint_every", "a number of steps; omit it to checkpoint at epoch ends only"),
+            ("time_steps", "a number of time steps T; omit it to keep the preset's"),
+        ):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name} must be a positive integer ({meaning}); got {value!r}.")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                "--validation_fraction must lie between 0 and 1 (e.g. 0.1 holds out 10 % of "
+                f"the training split); got {self.validation_fraction!r}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; got {self.strategy!r}.")
+        if self.attention is not None and self.attention not in ATTENTIONS:
+            raise ValueError(f"--attention must be one of {list(ATTENTIONS)}; got {self.attention!r}.")
+        if self.jit_compile not in ("auto", True, False):
+            raise ValueError(f"--jit_compile must be auto, true or false; got {self.jit_compile!r}.")
+        if self.mixed_precision not in (None, "auto"):
+            try:
+                keras.dtype_policies.get(self.mixed_precision)
+            except ValueError as error:
+                raise ValueError(
+                    f"--mixed_precision {self.mixed_precision!r} is not a Keras dtype policy "
+                    "(use auto, float32, mixed_bfloat16 or mixed_float16)."
+                ) from error
+        check_dataset_name(self.dataset)
 
 
 def resolve_recipe(config):
@@ -100,17 +159,66 @@ def resolve_recipe(config):
     return recipe
 
 
-def check_output_dir(output_dir):
-    """Creates `output_dir` and proves it writable, or raises a clear error."""
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output_dir):
-            pass
-    except OSError as error:
+def _run_name(preset):
+    return os.path.basename(os.path.normpath(preset)) or "run"
+
+
+def resolve_output_dir(config):
+    """The run directory: `config.output_dir`, else a fresh one (or, to
+    resume, the newest unfinished one of this preset) under `runs/`."""
+    if config.output_dir is not None:
+        return config.output_dir
+    name = _run_name(config.preset)
+    if config.resume:
+        unfinished = sorted(
+            os.path.join(RUNS_DIRECTORY, entry)
+            for entry in (os.listdir(RUNS_DIRECTORY) if os.path.isdir(RUNS_DIRECTORY) else [])
+            if entry.startswith(name + "-")
+            and CheckpointDirectory(os.path.join(RUNS_DIRECTORY, entry, "checkpoints")).latest()
+            and not os.path.exists(os.path.join(RUNS_DIRECTORY, entry, "summary.json"))
+        )
+        if not unfinished:
+            raise FileNotFoundError(
+                f"--resume found no unfinished run of '{name}' under '{RUNS_DIRECTORY}/'; "
+                "pass the run's --output_dir."
+            )
+        return unfinished[-1]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = os.path.join(RUNS_DIRECTORY, f"{name}-{stamp}")
+    suffix = 2
+    while os.path.exists(candidate):
+        candidate = os.path.join(RUNS_DIRECTORY, f"{name}-{stamp}-{suffix}")
+        suffix += 1
+    return candidate
+
+
+def check_output_dir(output_dir, resume):
+    """Checks, without writing, that `output_dir` can hold this run.
+
+    Raises:
+        PermissionError: it cannot be created or written.
+        FileExistsError: it holds another run and `resume` is off.
+        FileNotFoundError: `resume` is on and there is nothing to resume.
+    """
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(
-            f"Cannot write to --output_dir '{output_dir}' ({error}); choose a "
-            "writable directory."
-        ) from error
+            f"Cannot write to --output_dir '{output_dir}' ('{existing}' is not a writable "
+            "directory); choose a writable directory."
+        )
+    has_checkpoint = CheckpointDirectory(os.path.join(output_dir, "checkpoints")).latest() is not None
+    if resume and not has_checkpoint:
+        raise FileNotFoundError(
+            f"--resume: '{output_dir}' holds no checkpoint to continue from; start the "
+            "run without --resume."
+        )
+    if not resume and (has_checkpoint or os.path.exists(os.path.join(output_dir, "summary.json"))):
+        raise FileExistsError(
+            f"'{output_dir}' already holds a run; pass --resume to continue it, or choose "
+            "another --output_dir (without --output_dir every run gets a fresh directory)."
+        )
 
 
 def build_model(config, splits, dtype_policy):
@@ -136,22 +244,53 @@ def build_model(config, splits, dtype_policy):
     return model
 
 
-class BestPresetSaver(keras.callbacks.Callback):
-    """Saves the model as a preset whenever test accuracy improves."""
+def describe_run(config, model, splits, recipe, dtype_policy, output_dir):
+    """The one line `kst-train` prints before training."""
+    backbone = model.backbone
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return (
+        f"Training {config.preset} ({backbone.attention}, {backbone.num_layers} blocks x "
+        f"{backbone.hidden_dim}, T={backbone.time_steps}, {params:,} parameters) on "
+        f"{config.dataset}: {splits.num_train:,} train / {splits.num_validation:,} validation / "
+        f"{splits.num_test:,} test images, {splits.num_classes} classes; "
+        f"{recipe.total_epochs} epochs of batch {recipe.batch_size}, {dtype_policy}; "
+        f"output {output_dir}"
+    )
 
-    def __init__(self, preset_dir, best_accuracy=None, write=True):
-        super().__init__()
-        self.preset_dir = preset_dir
-        self.best_accuracy = best_accuracy
-        self.write = write
 
-    def on_epoch_end(self, epoch, logs=None):
-        accuracy = (logs or {}).get("val_accuracy")
-        if accuracy is None or (self.best_accuracy is not None and accuracy <= self.best_accuracy):
-            return
-        self.best_accuracy = float(accuracy)
-        if self.write:
-            save_to_preset(self.model, self.preset_dir)
+def accuracy_on(model, dataset):
+    """Top-1 accuracy of `model` (raw images in) on batches of
+    `(images, one-hot labels)`."""
+    labels = np.concatenate([np.argmax(y, -1) for _, y in dataset.as_numpy_iterator()])
+    logits = model.predict(dataset.map(lambda images, _: images), verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
+def _best_preset_saver(directory, chief):
+    def save(model, epoch):
+        if chief:
+            save_to_preset(model, directory, metadata={"training": {"epoch": epoch}})
+
+    return save
+
+
+def _repair_best_preset(directory, state, model, chief):
+    """After a kill between the checkpoint that records a new best epoch and
+    the preset write that follows it, writes that preset from the restored
+    model (it holds exactly that epoch's weights)."""
+    best_epoch = state["best_epoch"]
+    if not chief or best_epoch is None:
+        return
+    saved = read_preset_metadata(directory).get("training", {}).get("epoch") if os.path.isdir(directory) else None
+    if saved == best_epoch:
+        return
+    if state["step_in_epoch"] == 0 and state["epoch"] == best_epoch + 1:
+        save_to_preset(model, directory, metadata={"training": {"epoch": best_epoch}})
+        return
+    raise FileNotFoundError(
+        f"'{directory}' does not hold the run's best epoch ({best_epoch + 1}) that its "
+        "checkpoint records; it was removed or replaced. Restore it, or start a new run."
+    )
 
 
 def train(config):
@@ -162,14 +301,16 @@ def train(config):
 
     ```python
     summary = train(TrainConfig(epochs=2, output_dir="/tmp/run"))
-    summary["test_accuracy"]
+    summary["test_accuracy"], summary["best_val_accuracy"]
     ```
     """
-    return run_training(config)[1]
+    return run_training(config, announce=print if config.verbose else None)[1]
 
 
-def run_training(config):
-    """`train`, returning `(trained model, summary)`."""
+def run_training(config, announce=None):
+    """`train`, returning `(trained model, summary)`; `announce(line)` gets
+    the one-line description of the run before training starts."""
+    config.validate()
     # The strategy comes first: multi-worker collectives must be configured
     # before anything else initialises TensorFlow.
     strategy = make_strategy(config.strategy, config.tpu)
@@ -177,8 +318,8 @@ def run_training(config):
     keras.utils.set_random_seed(config.seed)
     dtype_policy = resolve_dtype_policy(config.mixed_precision, recipe.mixed_precision)
     chief = is_chief(strategy)
-    output_dir = config.output_dir if chief else os.path.join(tempfile.mkdtemp(), "worker")
-    check_output_dir(output_dir)
+    output_dir = resolve_output_dir(config) if chief else os.path.join(tempfile.mkdtemp(), "worker")
+    check_output_dir(output_dir, config.resume and chief)
     replicas = replica_count(strategy)
     if recipe.batch_size % replicas:
         raise ValueError(
@@ -186,7 +327,7 @@ def run_training(config):
             f"{replicas} replicas of --strategy={config.strategy}; use a "
             "multiple of the replica count."
         )
-    splits = load_dataset(config.dataset, config.data_dir)
+    splits = load_dataset(config.dataset, config.data_dir, config.validation_fraction)
     steps = steps_per_epoch(splits.num_train, recipe.batch_size)
 
     with strategy_scope(strategy):
@@ -197,37 +338,39 @@ def run_training(config):
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             jit_compile=config.jit_compile,
         )
+    if announce is not None:
+        announce(describe_run(config, model, splits, recipe, dtype_policy, output_dir))
+
+    # Everything is checked: from here on the run writes.
+    os.makedirs(output_dir, exist_ok=True)
+    sweep_stale_staging(output_dir, [".preset", ".retired", ".partial"])
     checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"))
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_accuracy": None}
-    if config.resume:
+    checkpoints.sweep()
+    best_dir = os.path.join(output_dir, "best_preset")
+    state = initial_state()
+    if config.resume and chief:
+        state = checkpoints.restore(model)
+        _repair_best_preset(best_dir, state, model, chief)
+    elif config.resume:
         state = checkpoints.restore(model) or state
-    elif checkpoints.latest() is not None:
-        raise FileExistsError(
-            f"'{output_dir}' already holds checkpoints of a run; pass --resume "
-            "to continue it or choose a new --output_dir."
-        )
 
     image_size = tuple(model.backbone.image_shape[:2])
     num_classes = model.num_classes
-    eval_data = make_eval_dataset(splits, recipe, image_size, recipe.batch_size, num_classes)
-    callbacks = [
-        ResumableCheckpoint(
-            checkpoints, steps, config.checkpoint_every, state["global_step"],
-            state["best_accuracy"], write=chief,
-        ),
-        BestPresetSaver(os.path.join(output_dir, "best_preset"), state["best_accuracy"], chief),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "metrics.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
-    ]
+    batch = recipe.batch_size
+    validation_data = make_eval_dataset(splits.validation, recipe, image_size, batch, num_classes)
+    test_data = make_eval_dataset(splits.test, recipe, image_size, batch, num_classes)
+    progress = ResumableCheckpoint(
+        checkpoints, steps, config.checkpoint_every, state,
+        metrics_path=os.path.join(output_dir, "metrics.csv"),
+        on_new_best=_best_preset_saver(best_dir, chief), write=chief,
+    )
+    callbacks = [progress, keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
     custom_loop = None
     if config.strategy == "multi_worker":
         from keras_spiking_tf.training.custom_loop import CustomLoop
 
-        custom_loop = CustomLoop(
-            strategy, model, recipe, recipe.batch_size, callbacks, config.verbose
-        )
+        custom_loop = CustomLoop(strategy, model, recipe, batch, callbacks, config.verbose)
 
-    start = time.time()
     epoch, skip = state["epoch"], state["step_in_epoch"]
     while epoch < recipe.total_epochs:
         mixing = recipe.mixes and (recipe.mix_off_epoch is None or epoch < recipe.mix_off_epoch)
@@ -237,33 +380,48 @@ def run_training(config):
         if skip:
             end = epoch + 1  # finish the interrupted epoch on its own
         stream = make_train_stream(
-            splits, recipe, image_size, recipe.batch_size, num_classes, epoch, end,
-            config.seed, mix=mixing,
+            splits, recipe, image_size, batch, num_classes, epoch, end, config.seed, mix=mixing,
         ).skip(skip)
         fit_args = dict(
             initial_epoch=epoch, epochs=end, steps_per_epoch=steps - skip,
-            validation_data=eval_data,
+            validation_data=validation_data,
         )
         if custom_loop is not None:
             custom_loop.fit(stream, **fit_args)
-        else:
-            model.fit(stream, callbacks=callbacks, verbose=config.verbose, **fit_args)
+        else:  # the stream is shuffled already, epoch by epoch
+            model.fit(stream, callbacks=callbacks, verbose=config.verbose, shuffle=False, **fit_args)
         epoch, skip = end, 0
-    train_seconds = time.time() - start
 
-    if custom_loop is not None:
-        test_accuracy = custom_loop.evaluate(eval_data)["val_accuracy"]
-    else:
-        test_accuracy = model.evaluate(eval_data, verbose=0, return_dict=True)["accuracy"]
-    final_preset = os.path.join(output_dir, "final_preset")
+    history = progress.state["history"]
+    best_epoch = progress.state["best_epoch"]
     summary = {
-        "test_accuracy": float(test_accuracy),
-        "best_test_accuracy": callbacks[1].best_accuracy,
+        "test_accuracy": (
+            custom_loop.evaluate(test_data)["val_accuracy"] if custom_loop is not None
+            else accuracy_on(model, test_data)
+        ),
+        "val_accuracy": history[-1].get("val_accuracy") if history else None,
+        "best_epoch": None if best_epoch is None else best_epoch + 1,
+        "best_val_accuracy": progress.best_val_accuracy,
+        "best_test_accuracy": (
+            accuracy_on(from_preset(best_dir), test_data)
+            if chief and os.path.isdir(best_dir) else None
+        ),
+        "splits": {
+            "test_accuracy": "test: the final model on the data set's test split",
+            "val_accuracy": "validation: the final model on the validation split",
+            "best_val_accuracy": "validation: the selected epoch (highest val_accuracy)",
+            "best_test_accuracy": "test: the selected epoch's model (best_preset)",
+            "sizes": {"train": splits.num_train, "validation": splits.num_validation,
+                      "test": splits.num_test},
+            "validation_rule": splits.validation_rule,
+        },
         "epochs": recipe.total_epochs,
-        "global_step": callbacks[0].global_step,
-        "train_seconds": round(train_seconds, 1),
-        "preset_dir": os.path.abspath(final_preset),
-        "best_preset_dir": os.path.abspath(os.path.join(output_dir, "best_preset")),
+        "global_step": progress.global_step,
+        "train_seconds": round(progress.train_seconds(), 1),
+        "segments": progress.state["segments"],
+        "preset_dir": os.path.abspath(os.path.join(output_dir, "final_preset")),
+        "best_preset_dir": os.path.abspath(best_dir),
+        "output_dir": os.path.abspath(output_dir),
         "config": dataclasses.asdict(config),
         "recipe": dataclasses.asdict(recipe),
         "dtype_policy": dtype_policy,
@@ -271,7 +429,7 @@ def run_training(config):
         "backend": keras.backend.backend(),
     }
     if chief:
-        save_to_preset(model, final_preset)
-        with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as file:
-            json.dump(summary, file, indent=2)
+        save_to_preset(model, summary["preset_dir"],
+                       metadata={"training": {"epoch": recipe.total_epochs - 1}})
+        write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
     return model, summary

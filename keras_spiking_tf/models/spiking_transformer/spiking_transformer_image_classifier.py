@@ -103,6 +103,27 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         )
         return config
 
+    def _layers_without_task_weights(self):
+        """What task weight files leave out: the backbone (it has its own
+        file) and a compiled model's optimizer (a preset holds the model
+        only; training checkpoints keep the optimizer)."""
+        skipped = list(self.backbone._flatten_layers())
+        if getattr(self, "optimizer", None) is not None:
+            skipped.append(self.optimizer)
+        return skipped
+
+    def save_task_weights(self, filepath):
+        """KerasHub's `save_task_weights`, without the optimizer's state."""
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(f"The filename must end in `.weights.h5`; got {filepath!r}.")
+        keras.saving.save_weights(self, filepath, objects_to_skip=self._layers_without_task_weights())
+
+    def load_task_weights(self, filepath):
+        """KerasHub's `load_task_weights`, without the optimizer's state."""
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(f"The filename must end in `.weights.h5`; got {filepath!r}.")
+        keras.saving.load_weights(self, filepath, objects_to_skip=self._layers_without_task_weights())
+
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, with array inputs checked first."""
         if isinstance(x, np.ndarray) or ops.is_tensor(x):
@@ -113,11 +134,27 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         """Raises a clear error for images this classifier cannot take."""
         shape = tuple(images.shape)
         expected = self.backbone.image_shape
+        dtype_kind = getattr(getattr(images, "dtype", None), "kind", None)
+        try:
+            dtype = keras.backend.standardize_dtype(images.dtype)
+        except ValueError:
+            dtype = None
+        if dtype_kind in ("O", "U", "S", "V") or dtype is None or dtype == "string":
+            raise TypeError(
+                f"Expected numeric images (uint8 0..255, or floats), got an array of "
+                f"dtype {images.dtype}. Decode image files into pixel arrays first, "
+                "e.g. np.stack([keras.utils.img_to_array(keras.utils.load_img(p)) "
+                "for p in paths])."
+            )
         if len(shape) != 4:
             raise ValueError(
                 f"Expected a batch of images shaped (batch, H, W, C), got "
                 f"shape {shape}. Add a batch axis for a single image: "
                 "images[None]."
+            )
+        if shape[0] == 0:
+            raise ValueError(
+                f"Got an empty batch of images (shape {shape}); pass at least one image."
             )
         if shape[-1] != expected[-1]:
             raise ValueError(
@@ -125,7 +162,6 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 f"shape {shape}. Convert the images, or transpose NCHW input "
                 "with np.transpose(images, (0, 2, 3, 1))."
             )
-        dtype = keras.backend.standardize_dtype(images.dtype)
         if self.preprocessor is None:
             if tuple(shape[1:3]) != tuple(expected[:2]):
                 raise ValueError(

@@ -1,0 +1,196 @@
+"""`kst-export`: export a preset to LiteRT, ONNX or SavedModel, verified against Keras.
+
+    kst-export --preset st_2_64_digits --format litert \
+        --output exports/digits.tflite --dataset digits --report exports/digits.json
+    kst-export --preset st_2_64_digits --format litert \
+        --quantization int8 --dataset digits --output exports/digits_int8.tflite
+    kst-export --preset st_2_64_digits --format onnx \
+        --include_preprocessing --output exports/digits_raw.onnx
+
+(`python tools/export.py` in a checkout is the same program.) With
+--dataset digits the exported file is verified on the digits test split
+(360 images; --num_samples limits it) and the report carries top-1 agreement
+with Keras and both accuracies; int8 calibrates on --num_calibration digits
+training images. Without a dataset (--dataset random) verification uses
+--num_samples random images. Full int8 then has no data to calibrate on and
+is refused: calibrating on noise gives activation ranges unlike real
+inputs'. --calibrate_on_random_images opts in to it anyway (for a file whose
+size or operators you want to inspect), and the report says so.
+
+A preset without weights is exported at random initialisation with BatchNorm
+statistics calibrated on the images (said in the report's "weights").
+
+Writes the file atomically (nothing is left behind on any error), prints a
+one-line summary and, with --report, writes the JSON report.
+"""
+
+import json
+import sys
+
+import numpy as np
+from absl import flags
+
+from keras_spiking_tf.analysis import calibrate_batch_norm
+from keras_spiking_tf.atomic_directory import write_text_atomically
+from keras_spiking_tf.cli import tool
+
+flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or preset directory.")
+flags.DEFINE_enum("format", "litert", ["litert", "onnx", "saved_model"], "Export format.")
+flags.DEFINE_enum(
+    "quantization", "none", ["none", "float16", "dynamic_int8", "int8"],
+    "LiteRT quantization (see keras_spiking_tf/edge_export/exporter.py).",
+)
+flags.DEFINE_string("output", None, "Destination file (.tflite/.onnx) or SavedModel directory.")
+flags.DEFINE_bool(
+    "include_preprocessing", False,
+    "Bake resize + normalisation into the graph: the file takes raw 0..255 images.",
+)
+flags.DEFINE_enum("input_dtype", "uint8", ["uint8", "float32"],
+                  "Raw input dtype with --include_preprocessing.")
+flags.DEFINE_bool("int8_io", False, "With --quantization int8: int8 input and output too.")
+flags.DEFINE_enum("output_kind", "logits", ["logits", "probabilities"], "What the graph returns.")
+flags.DEFINE_string(
+    "dataset", "random",
+    "Images for verification (test split) and int8 calibration (train split): "
+    "digits, cifar10, cifar100 (TFDS, --data_dir), or random.",
+)
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_integer(
+    "num_samples", None,
+    "Verification images (default: the whole test split, or 16 random images).",
+    lower_bound=1,
+)
+flags.DEFINE_integer("num_calibration", 512, "Calibration images for int8.", lower_bound=1)
+flags.DEFINE_bool(
+    "calibrate_on_random_images", False,
+    "With --quantization int8 and --dataset random: calibrate on random images "
+    "(refused otherwise; the ranges then do not describe real inputs).",
+)
+flags.DEFINE_bool("verify", True, "Run the written file and compare with Keras.")
+flags.DEFINE_float("min_top1_agreement", None, "Fail (write nothing) below this agreement.")
+flags.DEFINE_string("report", None, "Write the JSON report here.")
+flags.DEFINE_integer("seed", 0, "Seed for random images, subsets and random initialisation.")
+flags.mark_flag_as_required("output")
+FLAGS = flags.FLAGS
+
+
+def dataset_arrays(name, data_dir, num_samples, num_calibration, seed):
+    """`(calibration images, test images, test labels)` as uint8 arrays."""
+    rng = np.random.default_rng(seed)
+    if name == "digits":
+        from keras_spiking_tf.training.datasets import load_digits_arrays
+
+        x_train, _, x_test, y_test = load_digits_arrays()
+    else:
+        from keras_spiking_tf.training.datasets import load_dataset
+
+        splits = load_dataset(name, data_dir)
+        limit = max(num_calibration * 4, 2048)
+        train = list(splits.train.take(limit).as_numpy_iterator())
+        test = list(splits.test.take(num_samples or splits.num_test).as_numpy_iterator())
+        x_train = np.stack([image for image, _ in train])
+        x_test = np.stack([image for image, _ in test])
+        y_test = np.array([label for _, label in test])
+    chosen = rng.permutation(len(x_train))[:num_calibration]
+    if num_samples:
+        x_test, y_test = x_test[:num_samples], y_test[:num_samples]
+    return x_train[np.sort(chosen)], x_test, y_test
+
+
+def check_calibration(dataset, quantization, calibrate_on_random_images):
+    """The calibration data int8 uses, in words; refuses random images
+    unless opted in."""
+    if quantization != "int8":
+        return None
+    if dataset != "random":
+        return f"{dataset} training images"
+    if not calibrate_on_random_images:
+        raise ValueError(
+            "--quantization int8 needs real images to calibrate on: pass --dataset "
+            "(digits, cifar10, cifar100) whose training images resemble the model's "
+            "inputs. To calibrate on random noise anyway, pass "
+            "--calibrate_on_random_images (the file's int8 ranges will not describe "
+            "real inputs)."
+        )
+    return "random uniform images (--calibrate_on_random_images; not real data)"
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
+    import keras
+
+    import keras_spiking_tf
+    from keras_spiking_tf.edge_export import export
+
+    quantization = None if FLAGS.quantization == "none" else FLAGS.quantization
+    calibration_data = check_calibration(
+        FLAGS.dataset, quantization, FLAGS.calibrate_on_random_images
+    )
+    keras.utils.set_random_seed(FLAGS.seed)
+    trained = keras_spiking_tf.hub.weights_available(FLAGS.preset)
+    model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
+    height, width, channels = model.backbone.image_shape
+    rng = np.random.default_rng(FLAGS.seed)
+    if FLAGS.dataset == "random":
+        count = FLAGS.num_samples or 16
+        test_images = rng.integers(0, 256, (count, height, width, channels)).astype("uint8")
+        labels = None
+        calibration = rng.integers(
+            0, 256, (FLAGS.num_calibration, height, width, channels)
+        ).astype("uint8")
+    else:
+        calibration, test_images, labels = dataset_arrays(
+            FLAGS.dataset, FLAGS.data_dir, FLAGS.num_samples, FLAGS.num_calibration, FLAGS.seed
+        )
+    if not trained:
+        calibrate_batch_norm(model, model.preprocessor(calibration.astype("float32")))
+    report = export(
+        model,
+        FLAGS.output,
+        format=FLAGS.format,
+        quantization=quantization,
+        representative_images=calibration if quantization == "int8" else None,
+        include_preprocessing=FLAGS.include_preprocessing,
+        output=FLAGS.output_kind,
+        verify=FLAGS.verify,
+        verification_images=test_images,
+        labels=labels,
+        input_dtype=FLAGS.input_dtype,
+        int8_io=FLAGS.int8_io,
+        min_top1_agreement=FLAGS.min_top1_agreement,
+        seed=FLAGS.seed,
+    )
+    report = {
+        "preset": FLAGS.preset,
+        "weights": "trained" if trained else "random init, BN calibrated on the calibration images",
+        "dataset": FLAGS.dataset,
+        "calibration_data": calibration_data,
+        "command": " ".join(["kst-export", *sys.argv[1:]]),
+        **report,
+    }
+    if FLAGS.report:
+        write_text_atomically(FLAGS.report, json.dumps(report, indent=2))
+    summary = (
+        f"{report['format']} quantization={report['quantization']} -> {report['path']} "
+        f"({report['file_bytes']} bytes)"
+    )
+    if report["top1_agreement"] is not None:
+        summary += (
+            f"; {report['num_samples']} images: top-1 agreement "
+            f"{report['top1_agreement']:.4f}, max |logit diff| {report['max_abs_logit_diff']:.3g}"
+        )
+    if report["accuracy_keras"] is not None:
+        summary += (
+            f", accuracy Keras {report['accuracy_keras']:.4f} / exported "
+            f"{report['accuracy_exported']:.4f}"
+        )
+    print(summary)
+
+
+def main():
+    tool.run(_main)
+
+
+if __name__ == "__main__":
+    main()
