@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import keras
 import numpy as np

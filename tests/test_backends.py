@@ -5,7 +5,6 @@ has one Keras backend). Runs once, from the TensorFlow session of the suite.
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from test_attention import randomize_weights
 from keras_spiking_tf.layers import A2OS2A
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 BACKENDS = tuple(
     name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name)
 )

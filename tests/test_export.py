@@ -28,7 +28,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import keras
 import numpy as np

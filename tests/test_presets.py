@@ -5,11 +5,6 @@ presets/presets.json) or from SPEC's closed form, never from the code under
 test.
 """
 
-import os
-import subprocess
-import sys
-import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,7 +12,6 @@ import pytest
 
 import keras_spiking_tf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # SPEC §4 table: (num_layers, hidden_dim, num_classes) -> trainable params.
 SPEC_PARAMS = {
@@ -241,29 +235,3 @@ def test_shipped_digits_preset_classifies_digits():
     assert logits.shape == (len(images), 10)
     accuracy = np.mean(np.argmax(logits, axis=1) == digits.target)
     assert accuracy >= 0.95, accuracy
-
-
-def test_wheel_contains_preset_registry(tmp_path):
-    """presets/presets.json and the shipped preset directories are inside the
-    wheel (keras_spiking_tf/presets is a symlink to ../presets in the
-    repository). About 2-10 s, offline."""
-    env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(tmp_path / "dist"), str(REPO_ROOT)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    wheels = list((tmp_path / "dist").glob("keras_spiking_tf-*.whl"))
-    assert len(wheels) == 1, wheels
-    presets = REPO_ROOT / "presets"
-    expected = sorted(p.relative_to(presets).as_posix() for p in presets.rglob("*") if p.is_file())
-    assert "presets.json" in expected
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        names = set(wheel.namelist())
-        assert "keras_spiking_tf/presets/presets.json" in names, sorted(names)
-        # Shipped preset directories (weights, configs) come along, byte-equal.
-        for relative in expected:
-            member = f"keras_spiking_tf/presets/{relative}"
-            assert member in names, member
-            assert wheel.read(member) == (presets / relative).read_bytes(), member

@@ -14,11 +14,9 @@ rounding (a conv summed in another order flipping an element sitting within
 layout, a swapped or missing tensor, a shifted pooling window.
 """
 
-import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -46,7 +44,6 @@ from keras_spiking_tf.models import SpikingTransformerImageConverter  # noqa: E4
 # against the other processes and a forward takes ~20x longer.
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LOGIT_TOLERANCE = 1e-4
 SPIKE_AGREEMENT = 0.999
 # The parity model: 2 blocks, D=64, T=4, 32x32 CIFAR-sized input, "0011".

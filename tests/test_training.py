@@ -18,19 +18,22 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import REPO
+from conftest import subprocess_env
+from conftest import tool_command
 
 import keras_spiking_tf
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import NonFiniteLossError
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
 from keras_spiking_tf.training.datasets import load_dataset
+from keras_spiking_tf.training.datasets import load_digits_arrays
 from keras_spiking_tf.training.optimization import make_optimizer
 from keras_spiking_tf.training import precision
 from keras_spiking_tf.training.recipes import builtin_recipes
 from keras_spiking_tf.training.recipes import load_recipe
 from keras_spiking_tf.training.schedules import WarmupCosineSchedule
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.distribute / tf.data paths"
 )
@@ -50,18 +53,14 @@ def tiny_digits_preset(tmp_path_factory):
     return tiny_preset(tmp_path_factory.mktemp("presets") / "tiny_digits")
 
 
-def subprocess_env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["KERAS_BACKEND"] = "tensorflow"
-    env.update(extra)
-    return env
+# digits: 1437 training images, 144 of them held out for validation.
+DIGITS_TRAIN = 1293
+DIGITS_STEPS = DIGITS_TRAIN // 64  # 20 steps per epoch at the recipe's batch
 
 
 def run_worker(config, weights_path, logical_cpus=1, env=None, timeout=600):
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+        [sys.executable, str(REPO / "tests" / "_train_worker.py"),
          json.dumps(config), str(weights_path), str(logical_cpus)],
         env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout,
     )
@@ -178,15 +177,46 @@ def test_fastest_dtype_policy_on_this_machine():
     assert precision.fastest_dtype_policy() == expected
 
 
+def split_arrays(split):
+    pairs = list(split.as_numpy_iterator())
+    return np.stack([x for x, _ in pairs]), np.array([int(y) for _, y in pairs])
+
+
 def test_digits_split_is_fixed_and_stratified():
     splits = load_dataset("digits")
-    assert (splits.num_train, splits.num_test, splits.num_classes, splits.channels) == (1437, 360, 10, 1)
-    labels = np.array([int(y) for _, y in splits.test.as_numpy_iterator()])
-    assert np.all(np.bincount(labels, minlength=10) >= 35)  # about 36 per class
-    first = next(splits.train.as_numpy_iterator())
-    again = next(load_dataset("digits").train.as_numpy_iterator())
-    np.testing.assert_array_equal(first[0], again[0])
-    assert first[0].shape == (16, 16, 1) and first[0].dtype == np.uint8
+    sizes = (splits.num_train, splits.num_validation, splits.num_test)
+    assert sizes == (DIGITS_TRAIN, 144, 360) and (splits.num_classes, splits.channels) == (10, 1)
+    x_test, y_test = split_arrays(splits.test)
+    assert np.all(np.bincount(y_test, minlength=10) >= 35)  # about 36 per class
+    # Train and validation partition scikit-learn's 1437 training images...
+    from sklearn.datasets import load_digits
+
+    x_train, y_train = split_arrays(splits.train)
+    x_val, y_val = split_arrays(splits.validation)
+    assert (len(x_train), len(x_val)) == (DIGITS_TRAIN, 144)
+    every = np.concatenate([x_train, x_val])
+    original, original_labels, _, _ = load_digits_arrays()
+    assert sorted(map(bytes, every)) == sorted(map(bytes, original))
+    # ... per class: each class's share of the validation split is its share
+    # of the training data, to within one image.
+    per_class = np.bincount(original_labels, minlength=10)
+    assert np.all(np.abs(np.bincount(y_val, minlength=10) - per_class * 144 / 1437) <= 1)
+    assert len(load_digits().target) == 1797  # 1437 + 360: the test split is untouched
+    again_x, _ = split_arrays(load_dataset("digits").validation)
+    np.testing.assert_array_equal(x_val, again_x)
+    assert x_val.shape[1:] == (16, 16, 1) and x_val.dtype == np.uint8
+    assert "stratified" in splits.validation_rule and "144" in splits.validation_rule
+
+
+def test_validation_hold_out_is_stratified_and_refuses_tiny_classes():
+    from keras_spiking_tf.training.datasets import validation_indices
+
+    labels = np.repeat(np.arange(4), [40, 20, 20, 20])
+    held_out = validation_indices(labels, 0.1)
+    assert np.array_equal(np.bincount(labels[held_out], minlength=4), [4, 2, 2, 2])
+    np.testing.assert_array_equal(held_out, validation_indices(labels, 0.1))  # seeded
+    with pytest.raises(ValueError, match="too few to hold out"):
+        validation_indices(np.array([0, 0, 1, 2, 2]), 0.1)  # class 1 has one example
 
 
 def test_unknown_dataset_and_missing_data_are_clear_errors(tmp_path):
@@ -208,14 +238,16 @@ def test_cifar10_path_through_tfds_mock_data(tmp_path):
     from keras_spiking_tf.training.trainer import train
 
     preset = tiny_preset(tmp_path / "tiny_cifar", base="st_2_256_cifar10")
-    with tfds.testing.mock_data(num_examples=48):
+    with tfds.testing.mock_data(num_examples=200):
         splits = load_dataset("cifar10")
-        assert (splits.num_train, splits.num_classes, splits.channels) == (48, 10, 3)
+        assert (splits.num_train, splits.num_validation) == (180, 20)
+        assert (splits.num_classes, splits.channels) == (10, 3)
+        assert sum(1 for _ in splits.train) == 180 and sum(1 for _ in splits.validation) == 20
         summary = train(
             TrainConfig(preset=preset, dataset="cifar10", epochs=1, batch_size=16,
                         output_dir=str(tmp_path / "run"), verbose=0)
         )
-    assert summary["global_step"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["global_step"] == 180 // 16 and 0.0 <= summary["test_accuracy"] <= 1.0
     # The CIFAR recipe's augmentation (flip, RandAugment, mixup) ran.
     assert summary["recipe"]["mixup_alpha"] == 0.5
 
@@ -237,7 +269,10 @@ def test_imagefolder_path_on_written_images(tmp_path):
                 pixels[..., colour] = 220
                 Image.fromarray(pixels).save(folder / f"{index}.png")
     splits = load_dataset(f"imagefolder:{tmp_path / 'images'}")
-    assert (splits.num_train, splits.num_test, splits.num_classes) == (24, 8, 2)
+    assert (splits.num_train, splits.num_validation, splits.num_test) == (22, 2, 8)
+    assert splits.num_classes == 2
+    # One image of each class is held out (stratified).
+    assert sorted(int(y) for _, y in splits.validation.as_numpy_iterator()) == [0, 1]
     preset = tiny_preset(tmp_path / "tiny_rgb", base="st_2_256_cifar10")
     summary = train(
         TrainConfig(preset=preset, dataset=f"imagefolder:{tmp_path / 'images'}",
@@ -246,34 +281,116 @@ def test_imagefolder_path_on_written_images(tmp_path):
     )
     trained = keras_spiking_tf.from_preset(summary["preset_dir"])
     assert trained.num_classes == 2  # a fresh head sized for the folder's labels
-    assert summary["global_step"] == 3
+    assert summary["global_step"] == 22 // 8
 
 
 # --- the main job, end to end -------------------------------------------------
 
 
+def read_rows(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_accuracy(preset_dir, split="test"):
+    """Accuracy of a saved preset on a digits split, computed here with
+    `predict` (independently of the trainer's evaluation)."""
+    x, y = split_arrays(getattr(load_dataset("digits"), split))
+    model = keras_spiking_tf.from_preset(preset_dir)
+    return float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
+
+
+test_accuracy.__test__ = False  # a helper, not a test
+
+
 @TF_ONLY
 def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
-    output = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
-         "--epochs", "2", "--output_dir", str(output), "--verbose", "0"],
-        env=subprocess_env(), capture_output=True, text=True, timeout=600,
-    )
+    """`kst-train` as a user runs it: no --output_dir, so the run goes to a
+    fresh runs/<preset>-<time>/ in the working directory; run again, the
+    second run gets a directory of its own instead of an error."""
+    command = [*tool_command("kst-train"), "--preset", tiny_digits_preset, "--verbose", "0"]
+    result = subprocess.run(command + ["--epochs", "2"], cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    (output,) = (tmp_path / "runs").iterdir()
+    assert output.name.startswith("tiny_digits-")
+    # One line says what is trained, before training, and no TensorFlow
+    # start-up lines reach the console.
+    first_line = result.stdout.splitlines()[0]
+    assert first_line.startswith("Training ") and "a2os2a, 1 blocks x 32, T=2" in first_line
+    assert f"{DIGITS_TRAIN:,} train / 144 validation / 360 test images" in first_line
+    assert "cuda" not in result.stderr.lower() and "oneDNN" not in result.stderr
+
     summary = json.loads((output / "summary.json").read_text())
-    for key in ("test_accuracy", "epochs", "train_seconds", "preset_dir"):
-        assert key in summary
-    assert summary["epochs"] == 2 and summary["global_step"] == 2 * (1437 // 64)
-    rows = (output / "metrics.csv").read_text().strip().splitlines()
-    assert rows[0].startswith("epoch") and len(rows) == 3
+    assert summary["epochs"] == 2 and summary["global_step"] == 2 * DIGITS_STEPS
+    assert summary["splits"]["sizes"] == {"train": DIGITS_TRAIN, "validation": 144, "test": 360}
+    assert summary["splits"]["test_accuracy"].startswith("test")
+    assert summary["splits"]["best_val_accuracy"].startswith("validation")
+    rows = read_rows(output / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(int(r["steps"]) == DIGITS_STEPS for r in rows)
+    # Model selection is on the validation split: the selected epoch is the
+    # first with the highest val_accuracy, and best_preset holds it.
+    val = [float(r["val_accuracy"]) for r in rows]
+    assert summary["best_epoch"] == int(np.argmax(val)) + 1
+    assert summary["best_val_accuracy"] == pytest.approx(max(val))
+    assert summary["val_accuracy"] == pytest.approx(val[-1])
+    best_metadata = json.loads((output / "best_preset" / "metadata.json").read_text())
+    assert best_metadata["training"]["epoch"] == summary["best_epoch"] - 1
+    # The reported accuracies are those of the saved presets, on their splits.
+    assert summary["test_accuracy"] == pytest.approx(test_accuracy(summary["preset_dir"]), abs=1e-9)
+    assert summary["best_test_accuracy"] == pytest.approx(
+        test_accuracy(summary["best_preset_dir"]), abs=1e-9)
+    assert summary["best_val_accuracy"] == pytest.approx(
+        test_accuracy(summary["best_preset_dir"], "validation"), abs=1e-6)
     assert any(name.startswith("events") for _, _, files in os.walk(output / "tensorboard") for name in files)
-    model = keras_spiking_tf.from_preset(summary["preset_dir"])
-    x_test = np.stack([x for x, _ in load_dataset("digits").test.take(360).as_numpy_iterator()])
-    y_test = np.array([y for _, y in load_dataset("digits").test.as_numpy_iterator()])
-    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test))
-    assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
-    assert "test accuracy" in result.stdout
+    assert "test accuracy" in result.stdout.splitlines()[-1]
+
+    again = subprocess.run(command + ["--epochs", "1"], cwd=tmp_path, env=subprocess_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_shipped_preset_loads_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the load
+        model = keras_spiking_tf.from_preset("st_2_64_digits")
+    assert model.num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "field,value,flag",
+    [("epochs", 0, "--epochs"), ("epochs", -3, "--epochs"), ("batch_size", 0, "--batch_size"),
+     ("batch_size", -1, "--batch_size"), ("checkpoint_every", 0, "--checkpoint_every"),
+     ("checkpoint_every", -5, "--checkpoint_every"), ("time_steps", 0, "--time_steps"),
+     ("validation_fraction", 1.5, "--validation_fraction"), ("attention", "ssx", "--attention")],
+)
+def test_bad_training_arguments_are_refused_before_anything_is_written(tmp_path, field, value, flag):
+    from keras_spiking_tf.training.trainer import TrainConfig
+    from keras_spiking_tf.training.trainer import train
+
+    output = tmp_path / "run"
+    with pytest.raises(ValueError, match=flag):
+        train(TrainConfig(output_dir=str(output), verbose=0, **{field: value}))
+    assert not output.exists()
+
+
+@TF_ONLY
+@pytest.mark.parametrize("flags", [["--batch_size", "0"], ["--batch_size=-4"], ["--epochs", "0"],
+                                   ["--epochs=-1"], ["--checkpoint_every", "0"]])
+def test_train_tool_refuses_non_positive_numbers(tmp_path, flags):
+    result = subprocess.run([*tool_command("kst-train"), *flags], cwd=tmp_path,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    name = flags[0].split("=")[0]
+    assert f"flag {name}=" in result.stderr and "is not a positive integer" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, no runs/ directory
 
 
 @TF_ONLY
@@ -287,8 +404,34 @@ def test_output_dir_and_preset_errors(tmp_path, tiny_digits_preset):
         train(TrainConfig(preset=tiny_digits_preset, output_dir=str(blocker / "run"), verbose=0))
     with pytest.raises(ValueError, match="Unknown preset 'st_2_64_digit'"):
         train(TrainConfig(preset="st_2_64_digit", output_dir=str(tmp_path / "r1"), verbose=0))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(TrainConfig(preset=str(tmp_path / "no_preset"), output_dir=str(tmp_path / "r2"), verbose=0))
     with pytest.raises(ValueError, match="takes 3-channel images but dataset 'digits' has 1"):
-        train(TrainConfig(preset="st_2_256_cifar10", epochs=1, output_dir=str(tmp_path / "r2"), verbose=0))
+        train(TrainConfig(preset="st_2_256_cifar10", epochs=1, output_dir=str(tmp_path / "r3"), verbose=0))
+    with pytest.raises(FileNotFoundError, match="no checkpoint to continue from"):
+        train(TrainConfig(preset=tiny_digits_preset, resume=True, output_dir=str(tmp_path / "r4"), verbose=0))
+    # Nothing was created for any of the refused runs.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_resume_without_output_dir_picks_the_newest_unfinished_run(tmp_path, monkeypatch):
+    from keras_spiking_tf.training.trainer import TrainConfig
+    from keras_spiking_tf.training.trainer import resolve_output_dir
+
+    monkeypatch.chdir(tmp_path)
+    for name, finished in (("st_2_64_digits-20260101-000000", False),
+                           ("st_2_64_digits-20260102-000000", False),
+                           ("st_2_64_digits-20260103-000000", True),
+                           ("other-20260104-000000", False)):
+        (tmp_path / "runs" / name / "checkpoints" / "ckpt-0000000001").mkdir(parents=True)
+        if finished:
+            (tmp_path / "runs" / name / "summary.json").write_text("{}")
+    assert resolve_output_dir(TrainConfig(resume=True)) == os.path.join(
+        "runs", "st_2_64_digits-20260102-000000")
+    fresh = resolve_output_dir(TrainConfig())
+    assert fresh.startswith(os.path.join("runs", "st_2_64_digits-")) and not os.path.exists(fresh)
+    with pytest.raises(FileNotFoundError, match="no unfinished run of 'nothing'"):
+        resolve_output_dir(TrainConfig(preset="nothing", resume=True))
 
 
 # --- fault tolerance ------------------------------------------------------------
@@ -317,6 +460,49 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_pat
         assert all_finite(weights)
 
 
+def test_epoch_means_combine_segments_by_steps():
+    from keras_spiking_tf.training.checkpointing import combine_means
+
+    # 3 steps at mean loss 2.0, then 5 steps at 1.2: (6 + 6) / 8 = 1.5.
+    combined = combine_means({"steps": 3, "loss": 2.0, "accuracy": 0.5},
+                             {"steps": 5, "loss": 1.2, "accuracy": 0.9})
+    assert combined == {"steps": 8, "loss": pytest.approx(1.5), "accuracy": pytest.approx(0.75)}
+    assert combine_means(None, {"steps": 2, "loss": 1.0}) == {"steps": 2, "loss": 1.0}
+
+
+def test_checkpoint_and_preset_directories_follow_the_umask(tmp_path):
+    import stat
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    old = os.umask(0o027)
+    try:
+        path = CheckpointDirectory(str(tmp_path / "ckpt")).save(model, {"global_step": 1})
+        preset = keras_spiking_tf.save_to_preset(
+            keras_spiking_tf.from_preset("st_2_64_digits"), str(tmp_path / "preset"))
+    finally:
+        os.umask(old)
+    for directory in (path, preset):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o750, directory
+    assert stat.S_IMODE(os.stat(os.path.join(path, "state.json")).st_mode) == 0o640
+
+
+def plant_staging(directory, prefix, pid):
+    """A staging entry as an interrupted save of process `pid` leaves it."""
+    from keras_spiking_tf import atomic_directory
+
+    name = f"{prefix}-{atomic_directory._HOST}-{pid}-deadbeef"
+    (directory / name).mkdir(parents=True)
+    (directory / name / "model.weights.h5").write_bytes(b"half a file")
+    return directory / name
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 @TF_ONLY
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_digits_preset):
     config = dict(preset=tiny_digits_preset, epochs=2, checkpoint_every=4, seed=3, verbose=0)
@@ -325,7 +511,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_digits_prese
     # Start the same run, kill it as soon as a checkpoint inside epoch 2 exists.
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
+        [*tool_command("kst-train"), "--preset", tiny_digits_preset,
          "--epochs", "2", "--checkpoint_every", "4", "--seed", "3", "--verbose", "0",
          "--output_dir", str(interrupted)],
         env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -335,7 +521,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_digits_prese
     while time.time() < deadline and process.poll() is None:
         checkpoints = CheckpointDirectory(str(interrupted / "checkpoints")).complete_checkpoints()
         steps = [int(path.rsplit("-", 1)[1]) for path in checkpoints]
-        if steps and 22 < max(steps) < 44:
+        if steps and DIGITS_STEPS < max(steps) < 2 * DIGITS_STEPS:
             process.send_signal(signal.SIGKILL)
             killed_at = max(steps)
             break
@@ -343,17 +529,40 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_digits_prese
     process.wait()
     assert killed_at is not None, "the run ended before a mid-epoch checkpoint was seen"
     assert not (interrupted / "summary.json").exists()
-    state = json.loads((interrupted / "checkpoints" / f"ckpt-{killed_at:010d}" / "state.json").read_text())
-    assert state["epoch"] == 1 and 0 < state["step_in_epoch"] < 22
+    killed_state = json.loads(
+        (interrupted / "checkpoints" / f"ckpt-{killed_at:010d}" / "state.json").read_text())
+    assert killed_state["epoch"] == 1 and 0 < killed_state["step_in_epoch"] < DIGITS_STEPS
+    # Before the kill, metrics.csv had only the finished first epoch.
+    assert [r["epoch"] for r in read_rows(interrupted / "metrics.csv")] == ["0"]
+
+    # What interrupted saves leave behind: swept at the next start, unless
+    # the process that owns it is still alive.
+    stale = [plant_staging(interrupted / "checkpoints", ".ckpt", dead_pid()),
+             plant_staging(interrupted, ".preset", dead_pid())]
+    live = plant_staging(interrupted, ".preset", os.getpid())
 
     resumed = run_worker({**config, "output_dir": str(interrupted), "resume": True}, tmp_path / "resumed.npz")
     whole_summary = json.loads(str(reference["summary"]))
     resumed_summary = json.loads(str(resumed["summary"]))
-    assert resumed_summary["global_step"] == whole_summary["global_step"] == 44
+    assert resumed_summary["global_step"] == whole_summary["global_step"] == 2 * DIGITS_STEPS
     names = [n for n in reference.files if n.startswith("all/")]
     assert names
     for name in names:
         np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+    # metrics.csv: one complete row per epoch; the interrupted epoch's means
+    # combine both segments and equal the uninterrupted run's.
+    whole_rows, resumed_rows = (read_rows(d / "metrics.csv") for d in (tmp_path / "whole", interrupted))
+    assert [r["epoch"] for r in resumed_rows] == ["0", "1"]
+    for whole_row, resumed_row in zip(whole_rows, resumed_rows):
+        assert int(resumed_row["steps"]) == DIGITS_STEPS
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(resumed_row[key]) == pytest.approx(float(whole_row[key]), rel=1e-4, abs=1e-6), key
+    # The training time adds up all segments.
+    assert resumed_summary["segments"] == 2
+    assert resumed_summary["train_seconds"] > killed_state["train_seconds"] > 0
+    assert resumed_summary["best_epoch"] == whole_summary["best_epoch"]
+    assert all(not path.exists() for path in stale) and live.exists()
 
 
 # --- distribution -----------------------------------------------------------------
@@ -365,7 +574,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_digits_preset):
                   output_dir=str(tmp_path / "run"), verbose=0)
     weights = run_worker(config, tmp_path / "mirrored.npz", logical_cpus=2)
     summary = json.loads(str(weights["summary"]))
-    assert summary["replicas"] == 2 and summary["global_step"] == 1437 // 64
+    assert summary["replicas"] == 2 and summary["global_step"] == DIGITS_STEPS
     replica_pairs = [n for n in weights.files if n.startswith("trainable/") and n.endswith("/1")]
     assert len(replica_pairs) == len([n for n in weights.files if n.startswith("trainable/")]) // 2
     for name in replica_pairs:
@@ -377,7 +586,7 @@ def test_batch_size_not_divisible_by_replicas(tmp_path, tiny_digits_preset):
     config = dict(preset=tiny_digits_preset, epochs=1, strategy="mirrored", batch_size=33,
                   output_dir=str(tmp_path / "run"), verbose=0)
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+        [sys.executable, str(REPO / "tests" / "_train_worker.py"),
          json.dumps(config), str(tmp_path / "w.npz"), "2"],
         env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
@@ -405,7 +614,7 @@ def test_multi_worker_two_processes_agree_and_learn(tmp_path, tiny_digits_preset
                       output_dir=str(tmp_path / "run"), verbose=0)
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "_train_worker.py"),
+            [sys.executable, str(REPO / "tests" / "_train_worker.py"),
              json.dumps(config), str(tmp_path / f"worker{index}.npz")],
             env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
@@ -429,11 +638,11 @@ def test_jax_data_parallel_on_two_host_devices(tmp_path, tiny_digits_preset):
     output = tmp_path / "run"
     env = subprocess_env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", tiny_digits_preset,
+        [*tool_command("kst-train"), "--preset", tiny_digits_preset,
          "--epochs", "1", "--output_dir", str(output), "--verbose", "0"],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())
     assert (summary["backend"], summary["replicas"]) == ("jax", 2)
-    assert summary["global_step"] == 1437 // 64
+    assert summary["global_step"] == DIGITS_STEPS

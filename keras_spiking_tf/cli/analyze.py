@@ -1,4 +1,4 @@
-"""`kst-analyze`: firing rates, energy estimate and addition-only audit of a preset.
+r"""`kst-analyze`: firing rates, energy estimate and addition-only audit of a preset.
 
     kst-analyze --preset st_2_64_digits --dataset digits \
         --output_dir analysis/st_2_64_digits

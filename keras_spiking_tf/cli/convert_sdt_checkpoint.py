@@ -1,4 +1,4 @@
-"""`kst-convert-sdt`: convert a Spike-driven Transformer (SDT) PyTorch checkpoint to a Keras preset.
+r"""`kst-convert-sdt`: convert a Spike-driven Transformer (SDT) PyTorch checkpoint to a Keras preset.
 
     kst-convert-sdt --checkpoint 8_512.pth.tar \
         --preset sdt_8_512_imagenet --output presets_local/sdt_8_512_imagenet

@@ -1,4 +1,4 @@
-"""`kst-export`: export a preset to LiteRT, ONNX or SavedModel, verified against Keras.
+r"""`kst-export`: export a preset to LiteRT, ONNX or SavedModel, verified against Keras.
 
     kst-export --preset st_2_64_digits --format litert \
         --output exports/digits.tflite --dataset digits --report exports/digits.json

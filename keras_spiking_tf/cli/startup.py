@@ -5,9 +5,10 @@ on" and "Could not find cuda drivers" while it is imported, before its
 logging is initialised, so `TF_CPP_MIN_LOG_LEVEL` cannot silence them (TF
 2.21). In our command-line tools (`kst-*`, `tools/*.py`) the import is
 therefore run with the process's standard error redirected into a buffer,
-which is replayed if the import fails, and `TF_CPP_MIN_LOG_LEVEL=3` is set
-for everything TensorFlow logs later. `--tf_logs` (every tool) or an
-explicit `TF_CPP_MIN_LOG_LEVEL` leaves TensorFlow's output as it is.
+which is replayed if the import fails, and `TF_CPP_MIN_LOG_LEVEL` is set to
+3 for everything TensorFlow logs later (on a machine without a GPU, the GPU
+build of TensorFlow logs a `failed call to cuInit` error at its first
+operation). `--tf_logs` (every tool) leaves TensorFlow's output as it is.
 
 In any other program that imports `keras_spiking_tf` nothing is changed.
 """
@@ -47,7 +48,7 @@ def quiet_tensorflow_start_for_tools():
     """Runs the block (the import of TensorFlow) with standard error held
     back, in our tools only; the held-back text is shown if the block
     raises."""
-    if not running_a_tool() or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if not running_a_tool():
         yield
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

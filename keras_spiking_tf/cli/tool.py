@@ -20,12 +20,27 @@ flags.DEFINE_bool(
     "Show TensorFlow's native log lines (start-up, devices, XLA); hidden by default.",
 )
 
+HELP_FLAGS = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshort": True,
+              "--helpfull": False}
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, ExportError, NonFiniteLossError)
 USER_ERROR_STATUS = 2
 
 
 def run(main):
-    """Parses the flags and runs `main(argv)`; returns only on success."""
+    """Parses the flags and runs `main(argv)`; returns only on success.
+
+    `--help` lists the flags of `main`'s module and this one's, whichever
+    program file (`kst-train`, `tools/train.py`) started the process, and
+    exits with status 0.
+    """
+    program = sys.argv[0]
+    sys.modules["__main__"].__doc__ = sys.modules[main.__module__].__doc__  # --help's text
+    for module in (main.__module__, __name__):
+        for flag in flags.FLAGS.get_flags_for_module(module):
+            flags.FLAGS.register_key_flag_for_module(program, flag)
+    for argument in sys.argv[1:]:
+        if argument in HELP_FLAGS:  # absl's own help ends with exit status 1
+            app.usage(shorthelp=HELP_FLAGS[argument], writeto_stdout=True, exitcode=0)
 
     def guarded(argv):
         try:

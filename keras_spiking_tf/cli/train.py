@@ -1,4 +1,4 @@
-"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline main job.
+r"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline main job.
 
     kst-train                                   # st_2_64_digits on digits
     kst-train --preset st_2_256_cifar10 --dataset cifar10 \
@@ -18,7 +18,7 @@ from keras_spiking_tf.cli import tool
 from keras_spiking_tf.training.datasets import DATASET_NAMES
 from keras_spiking_tf.training.distribution import STRATEGIES
 from keras_spiking_tf.training.trainer import TrainConfig
-from keras_spiking_tf.training.trainer import train
+from keras_spiking_tf.training.trainer import run_training
 
 DEFAULTS = TrainConfig()
 flags.DEFINE_string("preset", DEFAULTS.preset, "Preset name or preset directory.")
@@ -69,7 +69,7 @@ def _main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
     jit = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
-    summary = train(
+    _, summary = run_training(
         TrainConfig(
             preset=FLAGS.preset,
             dataset=FLAGS.dataset,
@@ -90,7 +90,8 @@ def _main(argv):
             checkpoint_every=FLAGS.checkpoint_every,
             validation_fraction=FLAGS.validation_fraction,
             verbose=FLAGS.verbose,
-        )
+        ),
+        announce=print,
     )
     best = summary["best_test_accuracy"]
     print(
