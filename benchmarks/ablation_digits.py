@@ -7,7 +7,7 @@ mean +- std:
     python benchmarks/ablation_digits.py --epochs 15 --seeds 0,1,2 \
         --json benchmarks/results/ablation_digits.jsonl
 
-Each run is `tools/train.py --preset st_2_64_digits --attention NAME --seed S`
+Each run is `kst-train --preset st_2_64_digits --attention NAME --seed S`
 in a subprocess; its `summary.json` is read back.
 """
 
@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
@@ -34,11 +33,10 @@ def main():
     for attention in args.attentions.split(","):
         for seed in args.seeds.split(","):
             output = tempfile.mkdtemp(prefix=f"ablation-{attention}-{seed}-")
-            command = [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset", args.preset,
+            command = ["kst-train", "--preset", args.preset,
                        "--attention", attention, "--seed", seed, "--epochs", str(args.epochs),
                        "--output_dir", output, "--verbose", "0"]
-            env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-            subprocess.run(command, env=env, check=True, capture_output=True)
+            subprocess.run(command, check=True, capture_output=True)
             with open(os.path.join(output, "summary.json"), encoding="utf-8") as file:
                 summary = json.load(file)
             row = {"attention": attention, "seed": int(seed), "epochs": args.epochs,

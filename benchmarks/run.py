@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv=None):
@@ -233,8 +232,7 @@ def main():
                    "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--time_steps", steps, "--image_size", str(args.image_size),
                    "--matmul_size", str(args.matmul_size)]
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
         if run.returncode != 0 or not lines:

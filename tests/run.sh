@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # The project's test command (README "Quick start", run by .ci/run).
-# Whole suite on the TensorFlow backend, two workers; then the layer and model
-# tests again on JAX and PyTorch. Slow tests are excluded (-m "not slow").
+#
+# Tests the *installed* package, not the source tree: install it first
+# (pip install ".[export,backends,test]", not editable). pytest runs from a
+# scratch directory, so the checkout is not on sys.path, and
+# KST_TEST_INSTALLED=1 makes tests/conftest.py stop the run if
+# keras_spiking_tf was imported from the checkout anyway.
+#
+# Whole suite on the TensorFlow backend, two workers; then the layer and
+# model tests again on JAX and PyTorch. Slow tests are excluded (-m "not slow").
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export TF_CPP_MIN_LOG_LEVEL=2
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+cd "$scratch"
+export KST_TEST_INSTALLED=1 TF_CPP_MIN_LOG_LEVEL=2
+python -c 'import keras_spiking_tf, sys; print("testing keras_spiking_tf from", keras_spiking_tf.__file__, file=sys.stderr)'
+pytest=(python -m pytest -c "$repo/pyproject.toml" --rootdir "$repo" -p no:cacheprovider -q
+        -n 2 -m "not slow")
 status=0
-KERAS_BACKEND=tensorflow python -m pytest -n 2 -m "not slow" -q -p no:cacheprovider tests || status=$?
+KERAS_BACKEND=tensorflow "${pytest[@]}" "$repo/tests" || status=$?
 for backend in jax torch; do
-  KERAS_BACKEND=$backend python -m pytest -n 2 -m "not slow" -q -p no:cacheprovider \
-    tests/test_neurons.py tests/test_attention.py tests/test_models.py || status=$?
+  KERAS_BACKEND=$backend "${pytest[@]}" \
+    "$repo/tests/test_neurons.py" "$repo/tests/test_attention.py" "$repo/tests/test_models.py" \
+    || status=$?
 done
 exit $status

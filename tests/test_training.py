@@ -26,6 +26,7 @@ import keras_spiking_tf
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import NonFiniteLossError
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
+from keras_spiking_tf.training.checkpointing import initial_state
 from keras_spiking_tf.training.datasets import load_dataset
 from keras_spiking_tf.training.datasets import load_digits_arrays
 from keras_spiking_tf.training.optimization import make_optimizer
@@ -338,7 +339,8 @@ def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
     assert summary["best_val_accuracy"] == pytest.approx(max(val))
     assert summary["val_accuracy"] == pytest.approx(val[-1])
     best_metadata = json.loads((output / "best_preset" / "metadata.json").read_text())
-    assert best_metadata["training"]["epoch"] == summary["best_epoch"] - 1
+    assert best_metadata["training"]["epochs_completed"] == summary["best_epoch"]
+    assert best_metadata["training"]["val_accuracy"] == pytest.approx(summary["best_val_accuracy"])
     # The reported accuracies are those of the saved presets, on their splits.
     assert summary["test_accuracy"] == pytest.approx(test_accuracy(summary["preset_dir"]), abs=1e-9)
     assert summary["best_test_accuracy"] == pytest.approx(
@@ -485,6 +487,27 @@ def test_checkpoint_and_preset_directories_follow_the_umask(tmp_path):
     for directory in (path, preset):
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o750, directory
     assert stat.S_IMODE(os.stat(os.path.join(path, "state.json")).st_mode) == 0o640
+
+
+def test_best_preset_lost_to_a_kill_after_its_checkpoint_is_rewritten(tmp_path):
+    """A kill between the epoch-end checkpoint that records a new best epoch
+    and the best_preset write that follows: resuming writes it from the
+    restored model, which holds exactly that epoch's weights."""
+    from keras_spiking_tf.training.trainer import _repair_best_preset
+
+    model = keras_spiking_tf.from_preset(
+        "st_2_64_digits", load_weights=False, num_layers=1, hidden_dim=16, time_steps=1)
+    best = tmp_path / "best_preset"
+    state = {**initial_state(), "epoch": 3, "step_in_epoch": 0, "best_epoch": 2,
+             "best_val_accuracy": 0.5}
+    _repair_best_preset(str(best), state, model, chief=True)
+    metadata = json.loads((best / "metadata.json").read_text())
+    assert metadata["training"] == {"epochs_completed": 3, "val_accuracy": 0.5}
+    _repair_best_preset(str(best), state, model, chief=True)  # consistent: untouched
+    assert json.loads((best / "metadata.json").read_text()) == metadata
+    # A best_preset that is not the recorded epoch, and no way to rebuild it.
+    with pytest.raises(FileNotFoundError, match="best epoch \\(2\\)"):
+        _repair_best_preset(str(best), {**state, "best_epoch": 1, "epoch": 3}, model, chief=True)
 
 
 def plant_staging(directory, prefix, pid):

@@ -195,6 +195,7 @@ def export(
             "keras_spiking_tf.edge_export converts through TensorFlow; run with "
             f"KERAS_BACKEND=tensorflow (current backend: {keras.backend.backend()})."
         )
+    model = _in_float32(model)
     graph_model, input_spec = _graph_model(
         model, include_preprocessing, output, input_dtype, raw_image_size
     )
@@ -336,6 +337,41 @@ def _check_arguments(model, format, quantization, representative_images,
             )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError("export supports single-input, single-output models.")
+
+
+def _computes_in_float32(model):
+    return all(
+        keras.dtype_policies.get(layer.dtype_policy).compute_dtype == "float32"
+        for layer in model._flatten_layers()
+    )
+
+
+def _as_float32_policy(config):
+    """`config` with every dtype policy replaced by float32."""
+    if isinstance(config, list):
+        return [_as_float32_policy(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
+    converted = {key: _as_float32_policy(value) for key, value in config.items()}
+    if isinstance(converted.get("dtype"), str) and converted["dtype"].startswith("mixed_"):
+        converted["dtype"] = "float32"
+    return converted
+
+
+def _in_float32(model):
+    """`model`, or a float32 copy with its weights if it computes in another
+    dtype (a model trained under `mixed_bfloat16`): the exported graphs are
+    float32 (quantization is the export's own option), and LiteRT has no
+    bfloat16 kernels."""
+    if _computes_in_float32(model):
+        return model
+    config = _as_float32_policy(keras.saving.serialize_keras_object(model))
+    config.pop("compile_config", None)  # an export needs no optimizer or loss
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _graph_model(model, include_preprocessing, output, input_dtype, raw_image_size):

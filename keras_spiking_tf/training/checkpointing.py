@@ -144,7 +144,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     each epoch end it also appends the epoch's row (training means over the
     epoch's steps, validation metrics) to the history, rewrites
     `metrics_path` from it, and, when the validation accuracy improved,
-    calls `on_new_best(model, epoch)` after the checkpoint that records it.
+    calls `on_new_best(model, epoch, val_accuracy)` after the checkpoint
+    that records it (`epoch` counts from 0, as in `metrics.csv`).
     Stops training with `NonFiniteLossError` at the first non-finite loss,
     naming the step; the last checkpoint (taken at a finite loss) is kept for
     `--resume` after the cause is fixed.
@@ -155,7 +156,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         every_steps: checkpoint period in steps (`None`: epoch ends only).
         state: the state to continue (`initial_state()` or a checkpoint's).
         metrics_path: where `metrics.csv` goes (`None`: not written).
-        on_new_best: `f(model, epoch)` for a new best validation accuracy.
+        on_new_best: `f(model, epoch, val_accuracy)` for a new best
+            validation accuracy.
         write: whether this process writes (the chief, under multi-worker).
     """
 
@@ -238,7 +240,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         if self.write and self.metrics_path is not None:
             write_text_atomically(self.metrics_path, metrics_csv_text(self.state["history"]))
         if improved and self.on_new_best is not None:
-            self.on_new_best(self.model, epoch)
+            self.on_new_best(self.model, epoch, accuracy)
 
     def _epoch_means(self, logs):
         """This epoch's training means so far, earlier segments included."""

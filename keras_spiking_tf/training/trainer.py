@@ -266,10 +266,15 @@ def accuracy_on(model, dataset):
     return float(np.mean(np.argmax(logits, -1) == labels))
 
 
+def _training_record(epochs_completed, val_accuracy):
+    """What a trained preset's `metadata.json` says of its training."""
+    return {"training": {"epochs_completed": epochs_completed, "val_accuracy": val_accuracy}}
+
+
 def _best_preset_saver(directory, chief):
-    def save(model, epoch):
+    def save(model, epoch, val_accuracy):
         if chief:
-            save_to_preset(model, directory, metadata={"training": {"epoch": epoch}})
+            save_to_preset(model, directory, metadata=_training_record(epoch + 1, val_accuracy))
 
     return save
 
@@ -281,11 +286,14 @@ def _repair_best_preset(directory, state, model, chief):
     best_epoch = state["best_epoch"]
     if not chief or best_epoch is None:
         return
-    saved = read_preset_metadata(directory).get("training", {}).get("epoch") if os.path.isdir(directory) else None
-    if saved == best_epoch:
+    saved = None
+    if os.path.isdir(directory):
+        saved = read_preset_metadata(directory).get("training", {}).get("epochs_completed")
+    if saved == best_epoch + 1:
         return
     if state["step_in_epoch"] == 0 and state["epoch"] == best_epoch + 1:
-        save_to_preset(model, directory, metadata={"training": {"epoch": best_epoch}})
+        save_to_preset(model, directory,
+                       metadata=_training_record(best_epoch + 1, state["best_val_accuracy"]))
         return
     raise FileNotFoundError(
         f"'{directory}' does not hold the run's best epoch ({best_epoch + 1}) that its "
@@ -430,6 +438,6 @@ def run_training(config, announce=None):
     }
     if chief:
         save_to_preset(model, summary["preset_dir"],
-                       metadata={"training": {"epoch": recipe.total_epochs - 1}})
+                       metadata=_training_record(recipe.total_epochs, summary["val_accuracy"]))
         write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
     return model, summary
