@@ -25,10 +25,13 @@ TOOL_MODULES = {
 
 
 def imported_from_checkout():
-    """Whether `keras_spiking_tf` was imported from this checkout."""
+    """Whether `keras_spiking_tf` was imported from this checkout's source
+    tree (directly or through an editable install), rather than from an
+    installed copy (which may live in a virtual environment inside the
+    checkout, as CI's `.venv` does)."""
     import keras_spiking_tf
 
-    return REPO in Path(keras_spiking_tf.__file__).resolve().parents
+    return Path(keras_spiking_tf.__file__).resolve().parent == REPO / "keras_spiking_tf"
 
 
 def pytest_configure(config):
