@@ -18,8 +18,9 @@ with quiet_tensorflow_start_for_tools():
     from keras_spiking_tf import models
     from keras_spiking_tf.edge_export import export
     from keras_spiking_tf.edge_export import load_exported
-    from keras_spiking_tf.hub import from_preset
-    from keras_spiking_tf.hub import list_presets
-    from keras_spiking_tf.hub import save_to_preset
+    from keras_spiking_tf.models.spiking_transformer import from_preset
+    from keras_spiking_tf.models.spiking_transformer import list_presets
+    from keras_spiking_tf.models.spiking_transformer import save_to_preset
+    from keras_spiking_tf.models.spiking_transformer import upload_preset
 
 __version__ = "0.1.0"

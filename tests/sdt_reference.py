@@ -1,12 +1,12 @@
 """An independent PyTorch reference of the Spike-driven Transformer (SDT).
 
-Written from SPEC §1-§3 and §5 with plain `torch.nn`, *not* from this
+Written from design.md §1-§3 and §5 with plain `torch.nn`, *not* from this
 library's Keras code, so that the conversion tests compare two independent
 implementations. Like SDT it is time-major: images `(B, C, H, W)` are
 repeated into `(T, B, C, H, W)`; convolutions, BatchNorm and pooling act on
 `T·B` folded into the batch; only neurons carry state over `T`.
 
-Module and parameter names follow SDT's checkpoint keys (SPEC §5):
+Module and parameter names follow SDT's checkpoint keys (design.md §5):
 `patch_embed.proj_conv`, ..., `block.{i}.attn.q_conv`, ...,
 `block.{i}.attn.talking_heads` (present, never used), `block.{i}.mlp.fc1_conv`,
 ..., `head`. Neurons are modules too (`patch_embed.proj_lif`,
@@ -14,7 +14,7 @@ Module and parameter names follow SDT's checkpoint keys (SPEC §5):
 neuron), `head_lif`, ...), so a forward hook on each records its spikes.
 
 `attention="sdsa"` is SDT's attention; `attention="a2os2a"` is this test
-suite's own PyTorch A2OS2A (SPEC §3.2): binary Q, K = ReLU(BN(k)), ternary V,
+suite's own PyTorch A2OS2A (design.md §3.2): binary Q, K = ReLU(BN(k)), ternary V,
 per head `(Q Kᵀ) V` without softmax or scaling, then a binary LIF with
 threshold 0.5. Both variants have the same parameters.
 
@@ -27,7 +27,7 @@ from torch import nn
 
 
 class MultiStepLIF(nn.Module):
-    """SpikingJelly's multi-step LIF node as SDT uses it (SPEC §2.1, §2.3).
+    """SpikingJelly's multi-step LIF node as SDT uses it (design.md §2.1, §2.3).
 
     decay_input=True, hard reset to `v_reset`, membrane 0 at t=0:
         H[t] = V[t-1] + (X[t] - (V[t-1] - v_reset)) / tau
@@ -45,7 +45,7 @@ class MultiStepLIF(nn.Module):
         self.ternary = ternary
 
     def forward(self, x):
-        v = torch.zeros_like(x[0])  # SPEC §2.1: the membrane starts at 0
+        v = torch.zeros_like(x[0])  # design.md §2.1: the membrane starts at 0
         spikes = []
         for t in range(x.shape[0]):
             h = v + (x[t] - (v - self.v_reset)) / self.tau
@@ -69,7 +69,7 @@ def _unfold(x, time_steps):
 
 
 class PatchSplitting(nn.Module):
-    """SPS (SPEC §3.1): four conv3x3+BN stages (D/8, D/4, D/2, D), RPE conv.
+    """SPS (design.md §3.1): four conv3x3+BN stages (D/8, D/4, D/2, D), RPE conv.
 
     stage 0..2: conv -> BN -> LIF -> [maxpool]
     stage 3:    conv -> BN -> [maxpool]           = x_feat (real-valued)
@@ -111,7 +111,7 @@ class PatchSplitting(nn.Module):
 
 
 class Attention(nn.Module):
-    """The attention sub-block (SPEC §3.2), on membranes `(T, B, C, H, W)`.
+    """The attention sub-block (design.md §3.2), on membranes `(T, B, C, H, W)`.
 
     S = LIF(U); q, k, v = BN(conv1x1(S)); A = variant(q, k, v);
     out = U + BN(conv1x1_with_bias(A)).
@@ -200,7 +200,7 @@ class Block(nn.Module):
 
 
 class SDTReference(nn.Module):
-    """SDT image classifier: SPS, `num_layers` blocks, spiking head (SPEC §1).
+    """SDT image classifier: SPS, `num_layers` blocks, spiking head (design.md §1).
 
     Input: normalised images `(B, C, H, W)` (NCHW). Output: logits `(B, K)`.
     Head: mean over tokens -> LIF over T -> Linear at each step -> mean over T.
@@ -244,7 +244,7 @@ def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32
     random, so a swapped or dropped tensor changes the output. BN running
     statistics: the exact average of `calibration_batches` training-mode
     forwards on random normalised images (momentum=None), so neurons fire at
-    rates like those of SPEC §8 (about 3-30%). Everything is drawn from
+    rates like those of design.md §8 (about 3-30%). Everything is drawn from
     `seed`: the same seed gives the same model in every process. Returns
     the model in eval mode.
     """
@@ -285,7 +285,7 @@ def randomize_(model, seed=0, calibration_batches=3, batch_size=8, image_size=32
 
 
 def sdt_checkpoint(model, arch="sdt", epoch=309):
-    """A dict shaped like SDT's saved checkpoints (SPEC §5)."""
+    """A dict shaped like SDT's saved checkpoints (design.md §5)."""
     import argparse
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -1,7 +1,7 @@
 """Attention sub-blocks, MLP, patch splitting, encoder block and BatchNorm.
 
 Each block is compared with a straightforward NumPy (float64) re-computation
-from its own weights, written from SPEC §3; SPS is compared with PyTorch's
+from its own weights, written from design.md §3; SPS is compared with PyTorch's
 `conv2d` / `max_pool2d` (padding 1 on both sides), the layout SDT uses.
 """
 
@@ -23,8 +23,8 @@ from keras_spiking_tf.layers import SpikingTransformerEncoderBlock
 from keras_spiking_tf.layers import TernaryLIF
 from keras_spiking_tf.layers import get_attention_class
 
-EPSILON = 1e-5  # SPEC §3.4
-# SPEC §8: a spike can flip when a membrane lies within float rounding of the
+EPSILON = 1e-5  # design.md §3.4
+# design.md §8: a spike can flip when a membrane lies within float rounding of the
 # threshold (float32 layer vs float64 reference, or another summation order).
 # Such flips are rare, so >= 99.9% of the spikes must agree; membranes are
 # compared at atol 1e-4 on the tokens whose spikes all agree.
@@ -101,7 +101,7 @@ def per_head_qkv(q, k, v, heads):
 
 
 def attention_reference(layer, u, variant):
-    """SPEC §3.2 in NumPy, inference mode. Returns the intermediate tensors."""
+    """design.md §3.2 in NumPy, inference mode. Returns the intermediate tensors."""
     r = {"S": lif(u)}
     for name in "qkv":
         r[name] = bn_inference(dense(r["S"], getattr(layer, f"{name}_conv")),
@@ -211,7 +211,7 @@ def test_a2os2a_intermediate_value_sets(rng):
 
 
 def test_sdsa_kv_neuron_hits_threshold_exactly(rng):
-    # SPEC §2.4 / §8: KV is a sum of spikes, so H = KV / tau lands exactly on
+    # design.md §2.4 / §8: KV is a sum of spikes, so H = KV / tau lands exactly on
     # 0.5 (KV = 1 at t=0); `>=` must fire there. Checked against the NumPy
     # reference, whose `>=` is explicit.
     layer, u = build_attention(SDSA, rng)
@@ -384,7 +384,7 @@ def import_torch():
 
 
 def sps_reference(layer, images, pooling, time_steps, training):
-    """SPEC §3.1 with torch.nn.functional, NCHW, float64."""
+    """design.md §3.1 with torch.nn.functional, NCHW, float64."""
     torch, F = import_torch()
 
     def torch_lif(x):  # binary LIF over axis 1 of (B, T, ...), NumPy loop
@@ -457,7 +457,7 @@ def test_patch_splitting_matches_torch_reference(rng, pooling, size, training):
 
 
 def test_patch_splitting_pools_with_padding_on_both_sides():
-    # The explicit-padding requirement of SPEC §3.1, isolated: on an even
+    # The explicit-padding requirement of design.md §3.1, isolated: on an even
     # size, torch-style padding (1 on both sides) differs from Keras "same".
     from keras_spiking_tf.layers.spiking_patch_splitting import max_pool_3x3_stride_2
 
@@ -472,7 +472,7 @@ def test_patch_splitting_pools_with_padding_on_both_sides():
 
 
 # ---------------------------------------------------------------------------
-# Parameter counts (SPEC §4)
+# Parameter counts (design.md §4)
 # ---------------------------------------------------------------------------
 
 

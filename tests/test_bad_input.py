@@ -154,7 +154,7 @@ def test_int8_export_on_random_images_needs_the_opt_in_and_says_so(tmp_path):
     output, report = tmp_path / "model.tflite", tmp_path / "report.json"
     result = subprocess.run(
         [*tool_command("kst-export"), "--preset", "st_2_64_digits", "--quantization", "int8",
-         "--calibrate_on_random_images", "--num_calibration", "16", "--num_samples", "4",
+         "--calibrate_on_random_images", "--num_calibration_images", "16", "--num_verification_images", "4",
          "--output", str(output), "--report", str(report)],
         cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=900,
     )

@@ -6,7 +6,7 @@ same (preprocessed) images; accuracies are against the true digits labels.
 
 Tolerances. Every neuron compares a membrane with its threshold (`>=`), so
 two implementations that round a convolution's sum differently can fire a
-different spike when a membrane sits within rounding of threshold (SPEC §8:
+different spike when a membrane sits within rounding of threshold (design.md §8:
 a few elements per layer lie within 1e-6 of it). Without such a flip the
 logits of a float32 export differ from Keras by float32 rounding (< 1e-5);
 with one, a sample's logits move by about |w|/T of the head (> 1e-2). So a
@@ -206,8 +206,8 @@ def test_onnx_with_preprocessing_returns_probabilities(small, digits, tmp_path):
     x_test = digits[2][:64]
     path = tmp_path / "digits_raw.onnx"
     report = export(small, path, format="onnx", include_preprocessing=True,
-                    output="probabilities", verification_images=x_test)
-    assert report["output"] == "probabilities"
+                    output_kind="probabilities", verification_images=x_test)
+    assert report["output_kind"] == "probabilities"
     run = load_exported(path)
     assert np.dtype(run.input_dtype) == np.uint8
     probabilities = run(x_test)
@@ -402,7 +402,7 @@ def test_export_tool_writes_report(tmp_path):
     output, report_path = tmp_path / "out" / "digits.tflite", tmp_path / "report.json"
     result = subprocess.run(
         [*tool_command("kst-export"), "--preset", "st_2_64_digits",
-         "--format", "litert", "--dataset", "digits", "--num_samples", "64",
+         "--format", "litert", "--dataset", "digits", "--num_verification_images", "64",
          "--output", str(output), "--report", str(report_path)],
         env=subprocess_env(), capture_output=True, text=True, timeout=900,
     )

@@ -31,11 +31,12 @@ STD = (0.25, 0.2, 0.3)
 NUM_CLASSES = 10
 HIDDEN_DIM = 32
 TIME_STEPS = 2
-TOKENS = 16  # 16x16, pooling "0011": two stride-2 pools -> 4x4 tokens (SPEC §3.1)
-# Documented in hub.save_to_preset; KerasHub also writes image_converter.json.
+TOKENS = 16  # 16x16, pooling "0011": two stride-2 pools -> 4x4 tokens (design.md §3.1)
+# Documented in SpikingTransformerImageClassifier.save_to_preset; KerasHub
+# also writes image_converter.json.
 DOCUMENTED_PRESET_FILES = {
     "config.json", "metadata.json", "model.weights.h5", "task.json",
-    "task.weights.h5", "preprocessor.json",
+    "task.weights.h5", "preprocessor.json", "README.md",
 }
 HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -167,7 +168,7 @@ def test_tiny_preset_forward_shape():
     assert model.backbone.num_layers == 1
     assert model.backbone.hidden_dim == 32
     assert model.backbone.time_steps == 2
-    # digits: 16x16 grey -> (16/4)^2 = 16 tokens (SPEC §3.1, pattern "0011").
+    # digits: 16x16 grey -> (16/4)^2 = 16 tokens (design.md §3.1, pattern "0011").
     assert tuple(model.backbone.output.shape) == (None, 2, 16, 32)
     images = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 1)).astype("uint8")
     logits = model.predict(images, verbose=0)
@@ -180,7 +181,7 @@ def test_trained_fixture_is_nontrivial(trained):
     """Guards the round-trip tests: BN statistics moved away from their
     initial values (0, 1) and the membrane differs between images."""
     stats = {p: v for p, v in trained.weights.items() if is_bn_stat(p)}
-    # 5 SPS BNs (SPEC §3.1) + q, k, v, proj (§3.2) + fc1, fc2 (§3.3) = 11 BNs.
+    # 5 SPS BNs (design.md §3.1) + q, k, v, proj (§3.2) + fc1, fc2 (§3.3) = 11 BNs.
     assert len(stats) == 2 * 11
     for path, value in stats.items():
         initial = 0.0 if path.endswith("moving_mean") else 1.0
@@ -196,7 +197,7 @@ def test_preprocessor_normalises(trained):
 
 
 def test_head_follows_spec(trained):
-    """SPEC §1.4: mean over tokens -> binary LIF over T (SPEC §2.1 defaults)
+    """design.md §1.4: mean over tokens -> binary LIF over T (design.md §2.1 defaults)
     -> Linear at each step -> mean over T. Recomputed in NumPy from the
     backbone's membrane output."""
     token_mean = trained.membrane.astype(np.float64).mean(axis=2)  # (B, T, D)
@@ -435,6 +436,32 @@ def test_global_mixed_policy_keeps_head_float32():
 # --- Input checks ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("explicit", [False, True])
+def test_channels_first_images_give_the_same_predictions(trained, explicit):
+    """NCHW input (as JAX and PyTorch users feed it) through a backbone that
+    follows `keras.config.image_data_format()` (or is told explicitly)
+    gives exactly the channels-last model's outputs, same weights."""
+    rng = np.random.default_rng(3)
+    images = raw_images(rng, 4)
+    expected = to_np(trained.model.predict(images, verbose=0))
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        kwargs = {"data_format": "channels_first"} if explicit else {}
+        first = keras_spiking_tf.from_preset(trained.preset_dir, **kwargs)
+        assert first.backbone.image_layout == "channels_first"
+        assert first.backbone.get_config()["data_format"] == (
+            "channels_first" if explicit else None)
+        assert tuple(first.backbone.input.shape[1:]) == (3, 16, 16)
+        nchw = np.transpose(images, (0, 3, 1, 2))
+        np.testing.assert_allclose(to_np(first.predict(nchw, verbose=0)), expected,
+                                   rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match=r"shaped \(batch, C, H, W\).*np.transpose"):
+            first.predict(images, verbose=0)  # NHWC into a channels-first model
+    finally:
+        keras.config.set_image_data_format(previous)
+
+
 def test_predict_rejects_wrong_channels(trained):
     images = np.zeros((2, 16, 16, 2), "float32")
     with pytest.raises(ValueError, match=r"3-channel.*\(2, 16, 16, 2\)"):
@@ -549,14 +576,15 @@ def test_save_twice_replaces_directory(trained, tmp_path):
     assert not _leftovers(tmp_path)
 
 
-def _failing_save(self, preset_dir):
+def _failing_save(self, preset_dir, max_shard_size=10):
     with open(os.path.join(preset_dir, "config.json"), "w") as file:
         file.write("{}")
     raise RuntimeError("disk full (simulated)")
 
 
 def test_failed_save_leaves_no_directory(trained, tmp_path, monkeypatch):
-    monkeypatch.setattr(SpikingTransformerImageClassifier, "save_to_preset", _failing_save)
+    # KerasHub's own writer (which ours calls into a staging directory) fails.
+    monkeypatch.setattr(keras_hub.models.Task, "save_to_preset", _failing_save)
     target = str(tmp_path / "preset")
     with pytest.raises(RuntimeError, match="simulated"):
         keras_spiking_tf.save_to_preset(trained.model, target)
@@ -568,7 +596,7 @@ def test_failed_save_keeps_previous_preset(trained, tmp_path, monkeypatch):
     target = str(tmp_path / "preset")
     keras_spiking_tf.save_to_preset(trained.model, target)
     before = _snapshot(target)
-    monkeypatch.setattr(SpikingTransformerImageClassifier, "save_to_preset", _failing_save)
+    monkeypatch.setattr(keras_hub.models.Task, "save_to_preset", _failing_save)
     with pytest.raises(RuntimeError, match="simulated"):
         keras_spiking_tf.save_to_preset(trained.model, target)
     assert _snapshot(target) == before

@@ -1,7 +1,7 @@
 """LIF / TernaryLIF neurons, their RNN cells and the surrogate gradients.
 
-Expected values come from hand derivations (SPEC §2) or from the small NumPy
-loops below, written from the SPEC text, never from the code under test.
+Expected values come from hand derivations (design.md §2) or from the small NumPy
+loops below, written from docs/design.md, never from the code under test.
 """
 
 import math
@@ -32,7 +32,7 @@ def reference_lif(
     decay_input=True,
     ternary=False,
 ):
-    """SPEC §2.1 / §2.3 in float64 on `x` shaped (batch, T, ...).
+    """design.md §2.1 / §2.3 in float64 on `x` shaped (batch, T, ...).
 
     Returns (spikes, final membrane).
     """
@@ -57,7 +57,7 @@ def reference_lif(
 
 
 def reference_paper_lif(x, beta, v_threshold, v_reset=0.0):
-    """The paper's eq. 1-3 exactly as SPEC §2.2 writes them:
+    """The paper's eq. 1-3 exactly as design.md §2.2 writes them:
 
     U[t] = H[t-1] + X[t];  S = Hea(U - V_th);  H = V_reset S + beta U (1 - S).
     """
@@ -161,7 +161,7 @@ def test_soft_reset_hand_derived():
 
 @pytest.mark.parametrize("ternary", [False, True])
 def test_tie_at_threshold_fires(ternary):
-    # H1 = 2/2 = 1.0 exactly equals V_th: `>=` must fire (SPEC §2.1, §2.4).
+    # H1 = 2/2 = 1.0 exactly equals V_th: `>=` must fire (design.md §2.1, §2.4).
     layer_class = TernaryLIF if ternary else LIF
     x = np.array([[[2.0], [0.0]]], np.float32)  # (1, T=2, 1)
     np.testing.assert_array_equal(to_numpy(layer_class()(x))[0, :, 0], [1, 0])
@@ -231,7 +231,7 @@ def test_paper_form_mapping_decay_input_false(rng, beta):
 
 
 def test_paper_form_with_scaled_threshold_is_the_sdt_neuron(rng):
-    # SPEC §2.2: with u = tau h, the SDT neuron (decay_input=True, V_th) is the
+    # design.md §2.2: with u = tau h, the SDT neuron (decay_input=True, V_th) is the
     # paper's with beta = 1 - 1/tau and threshold tau V_th.
     x = random_membranes(rng, (2, 6, 32), scale=3.0)
     for tau, v_th in ((2.0, 1.0), (4.0, 0.5)):

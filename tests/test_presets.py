@@ -1,7 +1,7 @@
 """The built-in preset registry: names, metadata, exact parameter counts.
 
-Expected numbers come from SPEC.md §4 (copied by hand, not read from
-presets/presets.json) or from SPEC's closed form, never from the code under
+Expected numbers come from design.md §4 (copied by hand, not read from
+presets/presets.json) or from design.md §4's closed form, never from the code under
 test.
 """
 
@@ -13,8 +13,8 @@ import pytest
 import keras_spiking_tf
 
 
-# SPEC §4 table: (num_layers, hidden_dim, num_classes) -> trainable params.
-SPEC_PARAMS = {
+# design.md §4 table: (num_layers, hidden_dim, num_classes) -> trainable params.
+DESIGN_PARAMS = {
     (2, 256, 10): 2_566_954,
     (2, 256, 100): 2_590_084,
     (4, 256, 10): 4_152_106,
@@ -32,8 +32,8 @@ SPEC_PARAMS = {
     (8, 768, 1000): 66_338_632,
 }
 
-# SPEC §4 paper accuracies (top-1 %, T=4); None where SPEC gives none.
-SPEC_ACCURACY = {
+# design.md §4 paper accuracies (top-1 %, T=4), copied by hand; None where it gives none.
+PAPER_ACCURACY = {
     "st_2_256_cifar10": 94.91, "st_2_256_cifar100": 76.96,
     "st_4_256_cifar10": 94.96, "st_4_256_cifar100": 77.49,
     "st_2_384_cifar10": 95.70, "st_2_384_cifar100": 78.59,
@@ -48,7 +48,7 @@ SPEC_ACCURACY = {
     "sdt_8_768_imagenet": 77.07,
 }
 
-# Dataset facts: SPEC §3.1 (image sizes, tokens) and the dataset class counts.
+# Dataset facts: design.md §3.1 (image sizes, tokens) and the dataset class counts.
 # digits: 8x8 scikit-learn digits upsampled to 16x16 grey (pattern "0011":
 # two stride-2 pools, 16 -> 4, so 4 x 4 = 16 tokens).
 DATASETS = {
@@ -64,11 +64,11 @@ DOCUMENTED_KEYS = {
     "paper_accuracy", "weights_available",
 }
 
-# Every SPEC §4 row exists as an A2OS2A ("st") and an SDT ("sdsa") preset.
-SPEC_PRESET_NAMES = [
+# Every design.md §4 row exists as an A2OS2A ("st") and an SDT ("sdsa") preset.
+DESIGN_PRESET_NAMES = [
     f"{family}_{layers}_{dim}_{dataset}"
     for family in ("st", "sdt")
-    for (layers, dim, classes) in SPEC_PARAMS
+    for (layers, dim, classes) in DESIGN_PARAMS
     for dataset in {10: ("cifar10",), 100: ("cifar100",), 1000: ("imagenet",)}[classes]
 ]
 
@@ -87,7 +87,7 @@ FAST_PRESETS = {
 
 
 def closed_form_params(num_layers, hidden_dim, num_classes, channels=3):
-    """SPEC §4 closed form; `channels` adjusts the first 3x3 conv (D/8 outputs)."""
+    """design.md §4 closed form; `channels` adjusts the first 3x3 conv (D/8 outputs)."""
     d = hidden_dim
     sps = 14.90625 * d * d + 9.125 * d - 9 * (3 - channels) * d / 8
     block = 12 * d * d + 24 * d
@@ -105,9 +105,9 @@ def parse_name(name):
 def expected_params(name):
     _, layers, dim, dataset = parse_name(name)
     classes = DATASETS[dataset]["num_classes"]
-    if (layers, dim, classes) in SPEC_PARAMS:
-        return SPEC_PARAMS[(layers, dim, classes)]
-    # Not in SPEC's table (the digits preset): SPEC's closed form.
+    if (layers, dim, classes) in DESIGN_PARAMS:
+        return DESIGN_PARAMS[(layers, dim, classes)]
+    # Not in design.md's table (the digits preset): design.md §4's closed form.
     return closed_form_params(layers, dim, classes, DATASETS[dataset]["channels"])
 
 
@@ -124,13 +124,13 @@ def _preset_params():
 
 
 def test_closed_form_reproduces_spec_table():
-    for (layers, dim, classes), count in SPEC_PARAMS.items():
+    for (layers, dim, classes), count in DESIGN_PARAMS.items():
         assert closed_form_params(layers, dim, classes) == count
 
 
 def test_every_spec_variant_is_a_preset():
     presets = keras_spiking_tf.list_presets()
-    missing = [name for name in SPEC_PRESET_NAMES if name not in presets]
+    missing = [name for name in DESIGN_PRESET_NAMES if name not in presets]
     assert not missing
     assert "st_2_64_digits" in presets
     # Every listed name follows family_layers_dim_dataset with a known dataset.
@@ -147,13 +147,13 @@ def test_list_presets_metadata():
         assert isinstance(meta["description"], str) and meta["description"]
         assert meta["attention"] == {"st": "a2os2a", "sdt": "sdsa"}[family], name
         assert (meta["num_layers"], meta["hidden_dim"]) == (layers, dim), name
-        assert meta["num_heads"] == 8  # SPEC §3.2
+        assert meta["num_heads"] == 8  # design.md §3.2
         assert meta["dataset"] == dataset
         assert meta["num_classes"] == DATASETS[dataset]["num_classes"], name
         assert tuple(meta["image_size"]) == DATASETS[dataset]["image_size"], name
-        assert meta["time_steps"] == 4  # SPEC §1: T = 4 in every published result
+        assert meta["time_steps"] == 4  # design.md §1: T = 4 in every published result
         assert meta["params"] == expected_params(name), name
-        assert meta["paper_accuracy"] == SPEC_ACCURACY.get(name), name
+        assert meta["paper_accuracy"] == PAPER_ACCURACY.get(name), name
         assert isinstance(meta["weights_available"], bool)
 
 
@@ -166,7 +166,7 @@ def test_sdt_and_st_counts_match():
 
 @pytest.mark.parametrize("name", _preset_params())
 def test_built_preset_params_and_tokens(name):
-    """Exact trainable parameter count (SPEC §4) and token count (SPEC §3.1)."""
+    """Exact trainable parameter count (design.md §4) and token count (design.md §3.1)."""
     keras.backend.clear_session()
     model = keras_spiking_tf.from_preset(name, load_weights=False)
     count = trainable_count(model)

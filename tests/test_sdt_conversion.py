@@ -1,12 +1,12 @@
 """SDT PyTorch checkpoint conversion, checked against an independent reference.
 
 The numbers come from `sdt_reference.py`, a PyTorch SDT written from the
-SPEC (not from this library's code), given random weights and calibrated BN
+docs/design.md (not from this library's code), given random weights and calibrated BN
 statistics, and saved in SDT's checkpoint format. The checkpoint is
 converted to a Keras preset and both models run on the same normalised
 images: logits and every spike of every neuron are compared.
 
-Tolerances: SPEC §8 measured an independent TensorFlow port of SDT against
+Tolerances: design.md §8 measured an independent TensorFlow port of SDT against
 the reference at 5e-8 max-abs logit difference with every spike identical,
 so 1e-4 and >= 99.9% spike agreement per neuron leave room only for float32
 rounding (a conv summed in another order flipping an element sitting within
@@ -462,7 +462,7 @@ def test_convert_tool_end_to_end(tmp_path):
     result = subprocess.run(
         [*tool_command("kst-convert-sdt"),
          "--checkpoint", checkpoint, "--preset", target_dir,
-         "--output", str(output), "--init_attention", "a2os2a"],
+         "--output_dir", str(output), "--init_attention", "a2os2a"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -483,7 +483,7 @@ def test_convert_tool_end_to_end(tmp_path):
 
     again = subprocess.run(
         [*tool_command("kst-convert-sdt"),
-         "--checkpoint", checkpoint, "--preset", target_dir, "--output", str(output)],
+         "--checkpoint", checkpoint, "--preset", target_dir, "--output_dir", str(output)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert again.returncode != 0

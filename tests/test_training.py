@@ -75,7 +75,7 @@ def run_worker(config, weights_path, logical_cpus=1, env=None, timeout=600):
 def test_builtin_recipes_parse_with_spec_values():
     assert set(builtin_recipes()) >= {"cifar", "imagenet", "digits"}
     cifar = load_recipe("cifar")
-    # SPEC §6, CIFAR: AdamW 3e-4, wd 0.06, batch 64, 20 warm-up epochs from
+    # design.md §6, CIFAR: AdamW 3e-4, wd 0.06, batch 64, 20 warm-up epochs from
     # 1e-6, min 1e-5, 300 + 10 cool-down, mixup 0.5 off after 200, ls 0.1.
     assert (cifar.optimizer, cifar.learning_rate, cifar.weight_decay) == ("adamw", 3e-4, 0.06)
     assert (cifar.batch_size, cifar.warmup_epochs, cifar.warmup_learning_rate) == (64, 20, 1e-6)
@@ -349,6 +349,16 @@ def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
         test_accuracy(summary["best_preset_dir"], "validation"), abs=1e-6)
     assert any(name.startswith("events") for _, _, files in os.walk(output / "tensorboard") for name in files)
     assert "test accuracy" in result.stdout.splitlines()[-1]
+    # Both presets carry their record, model card and the data set's class names.
+    final_metadata = json.loads((output / "final_preset" / "metadata.json").read_text())
+    assert final_metadata["evaluation"]["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert final_metadata["evaluation"]["test_images"] == 360
+    assert final_metadata["energy"]["images"] == "the first 32 validation images"
+    assert final_metadata["energy"]["energy_mj"] > 0 and final_metadata["energy"]["sops"] > 0
+    best_card = (output / "best_preset" / "README.md").read_text()
+    assert f"{100 * summary['best_test_accuracy']:.2f} % top-1 on the test split, 360 images" in best_card
+    assert "(the epoch with the best validation accuracy)" in best_card
+    assert keras_spiking_tf.from_preset(summary["preset_dir"]).class_names == [str(i) for i in range(10)]
 
     again = subprocess.run(command + ["--epochs", "1"], cwd=tmp_path, env=subprocess_env(),
                            capture_output=True, text=True, timeout=600)

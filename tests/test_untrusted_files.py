@@ -63,7 +63,7 @@ def test_crafted_checkpoint_through_the_tool(crafted_checkpoint, tmp_path):
     output = tmp_path / "converted"
     result = subprocess.run(
         [*tool_command("kst-convert-sdt"), "--checkpoint", str(path), "--preset",
-         "sdt_2_256_cifar10", "--output", str(output)],
+         "sdt_2_256_cifar10", "--output_dir", str(output)],
         cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2

@@ -1,4 +1,4 @@
-"""Estimated energy of a spiking network, the way SNN papers report it (SPEC §7).
+"""Estimated energy of a spiking network, the way SNN papers report it (design.md §7).
 
 Per product (conv, dense, attention product) and image:
 
@@ -93,3 +93,28 @@ def energy_report(model, images, e_mac_pj=4.6, e_ac_pj=0.9):
     sops = sum(r["sops"] for r in rows)
     energy_pj = sum(r["energy_pj"] for r in rows)
     return EnergyReport(rows=rows, macs=macs, sops=sops, energy_mj=energy_pj * 1e-9, time_steps=time_steps)
+
+
+def energy_summary(model, images, description):
+    """The energy figures a preset's metadata and model card record:
+    `energy_mj`, `macs`, `sops` (per image), `time_steps`,
+    `mean_firing_rate` (over every neuron) and `images` (`description`,
+    what the figures were averaged over).
+
+    Example:
+
+    ```python
+    energy_summary(model, model.preprocessor(x_val[:32]), "32 validation images")
+    ```
+    """
+    from keras_spiking_tf.analysis.firing_rates import firing_rates
+
+    report = energy_report(model, images)
+    return {
+        "energy_mj": report.energy_mj,
+        "macs": report.macs,
+        "sops": report.sops,
+        "time_steps": report.time_steps,
+        "mean_firing_rate": firing_rates(model, images)["mean"],
+        "images": description,
+    }

@@ -1,4 +1,4 @@
-"""Firing rates of every spiking neuron, per time step (SPEC §7)."""
+"""Firing rates of every spiking neuron, per time step (design.md §7)."""
 
 import keras
 import numpy as np
@@ -50,7 +50,7 @@ def calibrate_batch_norm(model, images):
     A randomly initialised model keeps BN's initial statistics (mean 0,
     variance 1), under which its tiny conv outputs never reach threshold;
     SNN papers report random-init firing rates after estimating BN
-    statistics on data (SPEC §8). One training-mode pass with momentum 0
+    statistics on data (design.md §8). One training-mode pass with momentum 0
     does that; weights are untouched.
     """
     layers = [

@@ -14,8 +14,6 @@ from keras_spiking_tf.analysis.recording import attention_layers
 from keras_spiking_tf.analysis.recording import firing_rate
 from keras_spiking_tf.analysis.recording import operand_kind
 from keras_spiking_tf.analysis.recording import record_forward
-from keras_spiking_tf.layers.a2os2a import A2OS2A
-from keras_spiking_tf.layers.sdsa import SDSA
 
 
 @dataclasses.dataclass
@@ -80,44 +78,22 @@ def _weight_products(records):
     return products
 
 
-def _attention_operands(attention, outputs):
-    """`(name, streamed spikes, kind of the other operand, flops)` of each
-    matrix product of one attention sub-block, per image and time step."""
-    heads, tokens = attention.num_heads, attention.num_tokens
-    head_dim = attention.head_dim
-    q = outputs[id(attention.q_lif)]
-    v = outputs[id(attention.v_lif)]
-    if isinstance(attention, SDSA):
-        size = tokens * attention.dim
-        return [
-            ("K * V (sum over tokens)", v, "binary", size),
-            ("Q * KV", q, "binary", size),
-        ]
-    # A2OS2A's K is ReLU(BN(k)), real; SSA's is binary. The partial product
-    # (K^T V or Q K^T) is then real, or integer counts for SSA.
-    k_kind = "real" if isinstance(attention, A2OS2A) else "binary"
-    partial_kind = "real" if k_kind == "real" else "integer"
-    if attention.product_association == "kv_first":
-        size = heads * tokens * head_dim * head_dim
-        return [("K^T x V", v, k_kind, size), ("Q x (K^T V)", q, partial_kind, size)]
-    size = heads * tokens * tokens * head_dim
-    return [("Q x K^T", q, k_kind, size), ("(Q K^T) x V", v, partial_kind, size)]
-
-
 def _attention_products(model, records):
+    """Each attention block's own account of its products (`products()`),
+    with the streamed operand's kind and rate read off the recorded spikes."""
     outputs = {id(r.layer): r.value for r in records if r.kind == "neuron"}
     return [
         Product(
-            layer=f"{attention.path}:{name}",
+            layer=f"{attention.path}:{product.operands}",
             operation="attention",
-            operands=name,
-            input_kind=operand_kind(spikes),
-            other_kind=other_kind,
-            flops=int(flops),
-            input_firing_rate=firing_rate(spikes),
+            operands=product.operands,
+            input_kind=operand_kind(outputs[id(product.streamed)]),
+            other_kind=product.other_kind,
+            flops=int(product.flops),
+            input_firing_rate=firing_rate(outputs[id(product.streamed)]),
         )
         for attention in attention_layers(model)
-        for name, spikes, other_kind, flops in _attention_operands(attention, outputs)
+        for product in attention.products()
     ]
 
 

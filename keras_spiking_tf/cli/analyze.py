@@ -60,7 +60,7 @@ def _main(argv):
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)
-    trained = keras_spiking_tf.hub.weights_available(FLAGS.preset)
+    trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     images = model.preprocessor(raw_images(model, FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed))
     if not trained:

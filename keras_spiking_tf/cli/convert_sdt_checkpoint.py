@@ -1,17 +1,17 @@
 r"""`kst-convert-sdt`: convert a Spike-driven Transformer (SDT) PyTorch checkpoint to a Keras preset.
 
     kst-convert-sdt --checkpoint 8_512.pth.tar \
-        --preset sdt_8_512_imagenet --output presets_local/sdt_8_512_imagenet
+        --preset sdt_8_512_imagenet --output_dir presets_local/sdt_8_512_imagenet
     # the same weights as the start of A2OS2A fine-tuning (st_8_512_imagenet):
     kst-convert-sdt --checkpoint 8_512.pth.tar \
-        --preset sdt_8_512_imagenet --output presets_local/st_8_512_init \
+        --preset sdt_8_512_imagenet --output_dir presets_local/st_8_512_init \
         --init_attention a2os2a
 
 (`python tools/convert_sdt_checkpoint.py` in a checkout is the same
 program.) Needs PyTorch to read the file (pip install torch==2.13.0, CPU
 wheel). The checkpoint is unpickled with `weights_only=True`: tensors and
 SDT's `argparse.Namespace` arguments only; a file asking for anything else
-is refused. Load the result with `keras_spiking_tf.from_preset("<output>")`.
+is refused. Load the result with `keras_spiking_tf.from_preset("<output_dir>")`.
 """
 
 from absl import flags
@@ -25,16 +25,16 @@ flags.DEFINE_string(
     "Target architecture: a built-in preset of the checkpoint's size "
     "(sdt_{L}_{D}_imagenet) or a preset directory.",
 )
-flags.DEFINE_string("output", None, "Preset directory to write.")
-flags.DEFINE_enum(
+flags.DEFINE_string("output_dir", None, "Preset directory to write.")
+flags.DEFINE_string(
     "init_attention",
     None,
-    ["a2os2a", "sdsa", "ssa"],
     "Load the SDT weights into a model with this attention instead of the "
-    "preset's (a2os2a: the st_* model of the same size, for fine-tuning).",
+    "preset's, one of the registered attentions (a2os2a: the st_* model of the "
+    "same size, for fine-tuning).",
 )
-flags.DEFINE_bool("overwrite", False, "Replace an existing --output directory.")
-flags.mark_flags_as_required(["checkpoint", "preset", "output"])
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+flags.mark_flags_as_required(["checkpoint", "preset", "output_dir"])
 FLAGS = flags.FLAGS
 
 
@@ -46,7 +46,7 @@ def _main(argv):
     report = convert_sdt_checkpoint(
         FLAGS.checkpoint,
         FLAGS.preset,
-        FLAGS.output,
+        FLAGS.output_dir,
         init_attention=FLAGS.init_attention,
         overwrite=FLAGS.overwrite,
     )

@@ -9,10 +9,10 @@ r"""`kst-export`: export a preset to LiteRT, ONNX or SavedModel, verified agains
 
 (`python tools/export.py` in a checkout is the same program.) With
 --dataset digits the exported file is verified on the digits test split
-(360 images; --num_samples limits it) and the report carries top-1 agreement
-with Keras and both accuracies; int8 calibrates on --num_calibration digits
+(360 images; --num_verification_images limits it) and the report carries top-1 agreement
+with Keras and both accuracies; int8 calibrates on --num_calibration_images digits
 training images. Without a dataset (--dataset random) verification uses
---num_samples random images. Full int8 then has no data to calibrate on and
+--num_verification_images random images. Full int8 then has no data to calibrate on and
 is refused: calibrating on noise gives activation ranges unlike real
 inputs'. --calibrate_on_random_images opts in to it anyway (for a file whose
 size or operators you want to inspect), and the report says so.
@@ -33,14 +33,19 @@ from absl import flags
 from keras_spiking_tf.analysis import calibrate_batch_norm
 from keras_spiking_tf.atomic_directory import write_text_atomically
 from keras_spiking_tf.cli import tool
+from keras_spiking_tf.edge_export.formats import FORMATS
+from keras_spiking_tf.edge_export.formats import OUTPUT_KINDS
+from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
 
 flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or preset directory.")
-flags.DEFINE_enum("format", "litert", ["litert", "onnx", "saved_model"], "Export format.")
+flags.DEFINE_enum("format", "litert", list(FORMATS), "Export format.")
 flags.DEFINE_enum(
-    "quantization", "none", ["none", "float16", "dynamic_int8", "int8"],
+    "quantization", "none", ["none", *QUANTIZATIONS[1:]],
     "LiteRT quantization (see keras_spiking_tf/edge_export/exporter.py).",
 )
-flags.DEFINE_string("output", None, "Destination file (.tflite/.onnx) or SavedModel directory.")
+flags.DEFINE_string(
+    "output", None, "Destination file (.tflite/.onnx) or SavedModel directory (`path` of export())."
+)
 flags.DEFINE_bool(
     "include_preprocessing", False,
     "Bake resize + normalisation into the graph: the file takes raw 0..255 images.",
@@ -48,7 +53,7 @@ flags.DEFINE_bool(
 flags.DEFINE_enum("input_dtype", "uint8", ["uint8", "float32"],
                   "Raw input dtype with --include_preprocessing.")
 flags.DEFINE_bool("int8_io", False, "With --quantization int8: int8 input and output too.")
-flags.DEFINE_enum("output_kind", "logits", ["logits", "probabilities"], "What the graph returns.")
+flags.DEFINE_enum("output_kind", "logits", list(OUTPUT_KINDS), "What the graph returns.")
 flags.DEFINE_string(
     "dataset", "random",
     "Images for verification (test split) and int8 calibration (train split): "
@@ -56,11 +61,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 flags.DEFINE_integer(
-    "num_samples", None,
+    "num_verification_images", None,
     "Verification images (default: the whole test split, or 16 random images).",
     lower_bound=1,
 )
-flags.DEFINE_integer("num_calibration", 512, "Calibration images for int8.", lower_bound=1)
+flags.DEFINE_integer("num_calibration_images", 512, "Calibration images for int8.", lower_bound=1)
 flags.DEFINE_bool(
     "calibrate_on_random_images", False,
     "With --quantization int8 and --dataset random: calibrate on random images "
@@ -128,20 +133,21 @@ def _main(argv):
         FLAGS.dataset, quantization, FLAGS.calibrate_on_random_images
     )
     keras.utils.set_random_seed(FLAGS.seed)
-    trained = keras_spiking_tf.hub.weights_available(FLAGS.preset)
+    trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     height, width, channels = model.backbone.image_shape
     rng = np.random.default_rng(FLAGS.seed)
     if FLAGS.dataset == "random":
-        count = FLAGS.num_samples or 16
+        count = FLAGS.num_verification_images or 16
         test_images = rng.integers(0, 256, (count, height, width, channels)).astype("uint8")
         labels = None
         calibration = rng.integers(
-            0, 256, (FLAGS.num_calibration, height, width, channels)
+            0, 256, (FLAGS.num_calibration_images, height, width, channels)
         ).astype("uint8")
     else:
         calibration, test_images, labels = dataset_arrays(
-            FLAGS.dataset, FLAGS.data_dir, FLAGS.num_samples, FLAGS.num_calibration, FLAGS.seed
+            FLAGS.dataset, FLAGS.data_dir, FLAGS.num_verification_images,
+            FLAGS.num_calibration_images, FLAGS.seed,
         )
     if not trained:
         calibrate_batch_norm(model, model.preprocessor(calibration.astype("float32")))
@@ -152,7 +158,7 @@ def _main(argv):
         quantization=quantization,
         representative_images=calibration if quantization == "int8" else None,
         include_preprocessing=FLAGS.include_preprocessing,
-        output=FLAGS.output_kind,
+        output_kind=FLAGS.output_kind,
         verify=FLAGS.verify,
         verification_images=test_images,
         labels=labels,

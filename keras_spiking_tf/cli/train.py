@@ -49,7 +49,9 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("seed", DEFAULTS.seed, "Random seed.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA compilation.")
 flags.DEFINE_integer("time_steps", None, "Override the preset's T (>= 1).", lower_bound=1)
-flags.DEFINE_string("attention", None, "Override the attention: a2os2a | sdsa | ssa.")
+flags.DEFINE_string(
+    "attention", None, "Override the attention, one of the registered ones (a2os2a, sdsa, ssa)."
+)
 flags.DEFINE_bool("init_weights", False, "Start from the preset's weights (fine-tune).")
 flags.DEFINE_integer(
     "checkpoint_every", None,

@@ -4,9 +4,9 @@ SDT (Yao et al., NeurIPS 2023) publishes ImageNet checkpoints (T=4) for the
 sizes 8-384, 6-512, 8-512, 10-512 and 8-768. Their weights map one to one
 onto the `sdt_{L}_{D}_imagenet` presets (SDSA attention), and, since A2OS2A
 adds no parameters, onto the `st_{L}_{D}_imagenet` presets as a starting
-point for fine-tuning (SPEC §5).
+point for fine-tuning (design.md §5).
 
-Layout of the mapping (SPEC §5):
+Layout of the mapping (design.md §5):
 
     patch_embed.proj_conv{,1,2,3}.weight  [O, I, 3, 3] -> Conv2D kernel HWIO
     patch_embed.rpe_conv.weight           [D, D, 3, 3] -> Conv2D kernel HWIO
@@ -41,8 +41,9 @@ import re
 
 import numpy as np
 
-from keras_spiking_tf.hub import from_preset
-from keras_spiking_tf.hub import save_to_preset
+from keras_spiking_tf.layers.attention_variants import ATTENTIONS
+from keras_spiking_tf.models.spiking_transformer import from_preset
+from keras_spiking_tf.models.spiking_transformer import save_to_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     load_registry,
 )
@@ -176,7 +177,7 @@ def load_sdt_state_dict(path):
         path: the checkpoint file.
 
     Returns:
-        A dict `name -> torch.Tensor` with SDT's key names (SPEC §5).
+        A dict `name -> torch.Tensor` with SDT's key names (design.md §5).
 
     Raises:
         ImportError: PyTorch is not installed (the message says how to
@@ -306,7 +307,7 @@ def _listed(keys):
 def convert_sdt_state_dict(state_dict, classifier):
     """Loads an SDT state_dict into a `SpikingTransformerImageClassifier`.
 
-    Every key of SPEC §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
+    Every key of design.md §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
     and the Linear head to Dense kernels, BN weight/bias/running stats to
     gamma/beta/moving_mean/moving_variance) and assigned. Nothing is
     assigned unless the whole state_dict fits: keys are checked for
@@ -455,10 +456,10 @@ def convert_sdt_checkpoint(
                            init_attention="a2os2a")
     ```
     """
-    if init_attention not in (None, "a2os2a", "sdsa", "ssa"):
+    if init_attention is not None and init_attention not in ATTENTIONS:
         raise ValueError(
-            f"Unknown init_attention {init_attention!r}; use None, 'a2os2a', "
-            "'sdsa' or 'ssa'."
+            f"Unknown init_attention {init_attention!r}; use None or one of "
+            f"{sorted(ATTENTIONS)}."
         )
     output_dir = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(output_dir) and not overwrite:

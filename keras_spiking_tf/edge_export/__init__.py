@@ -12,10 +12,12 @@ logits = run(raw_uint8_images)
 ```
 """
 
-from keras_spiking_tf.edge_export.exporter import FORMATS
+from keras_spiking_tf.edge_export.formats import FORMATS
+from keras_spiking_tf.edge_export.formats import ExportFormat
+from keras_spiking_tf.edge_export.formats import format_of_path
 from keras_spiking_tf.edge_export.exporter import INT8_OPERATORS
-from keras_spiking_tf.edge_export.exporter import OUTPUTS
-from keras_spiking_tf.edge_export.exporter import QUANTIZATIONS
+from keras_spiking_tf.edge_export.formats import OUTPUT_KINDS
+from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
 from keras_spiking_tf.edge_export.exporter import ROUNDING_TOLERANCE
 from keras_spiking_tf.edge_export.exporter import ExportError
 from keras_spiking_tf.edge_export.exporter import ExportVerificationError

@@ -32,7 +32,7 @@ Quantization (LiteRT only):
   tensor a zero range, and the int8 `ADD` that charges the membrane then has
   a rescale multiplier the runtime rejects: `allocate_tensors()` aborts the
   process (SIGABRT in `QuantizeMultiplierSmallerThanOneExp`).
-- The SPS max pools pad with -inf (SPEC §3.1): the pad's calibrated range is
+- The SPS max pools pad with -inf (design.md §3.1): the pad's calibrated range is
   [-3.4e38, max], and the quantizer ties the producing convolution's output
   scale to it, zeroing that feature map (digits accuracy 10%).
 
@@ -66,18 +66,17 @@ import numpy as np
 from keras_spiking_tf.atomic_directory import replace_directory
 from keras_spiking_tf.atomic_directory import staging_name
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
+from keras_spiking_tf.edge_export.formats import FORMATS
+from keras_spiking_tf.edge_export.formats import OUTPUT_KINDS
+from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
 from keras_spiking_tf.edge_export.runtime import litert_io_types
 from keras_spiking_tf.edge_export.runtime import litert_op_counts
 from keras_spiking_tf.edge_export.runtime import litert_op_table
 from keras_spiking_tf.edge_export.runtime import load_exported
 from keras_spiking_tf.edge_export.runtime import onnx_ops
 
-FORMATS = ("litert", "onnx", "saved_model")
-QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
-OUTPUTS = ("logits", "probabilities")
 # Operators `quantization="int8"` runs in int8 (see the module docstring).
 INT8_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
-SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "saved_model": ""}
 # A per-sample output difference above this is not float rounding of the same
 # spikes: some spike differs (see tests/test_export.py).
 ROUNDING_TOLERANCE = 1e-4
@@ -98,7 +97,7 @@ def export(
     quantization=None,
     representative_images=None,
     include_preprocessing=False,
-    output="logits",
+    output_kind="logits",
     verify=True,
     verification_images=None,
     labels=None,
@@ -126,7 +125,7 @@ def export(
         include_preprocessing: bake the model's preprocessor (resize +
             normalisation) into the graph: the file then takes raw 0..255
             images of dtype `input_dtype`.
-        output: `"logits"` or `"probabilities"` (softmax in the graph).
+        output_kind: `"logits"` or `"probabilities"` (softmax in the graph).
         verify: run the written file in its runtime (LiteRT interpreter,
             ONNX Runtime, TensorFlow) on `verification_images` and compare
             with the Keras model before moving it into place.
@@ -153,13 +152,13 @@ def export(
         seed: seed of the random verification images.
 
     Returns:
-        A report dict: `format`, `quantization`, `output`,
+        A report dict: `format`, `quantization`, `output_kind`,
         `include_preprocessing`, `path`, `file_bytes`, `input` (name, shape,
         dtype), `ops` (LiteRT operator names / ONNX op types; `None` for
         SavedModel), `op_counts` (LiteRT: per operator, counts by output
         dtype), `flex_ops`, `num_samples`, `top1_agreement`,
         `max_abs_logit_diff` (largest |exported - Keras| output; a
-        probability difference when `output="probabilities"`),
+        probability difference when `output_kind="probabilities"`),
         `mean_abs_logit_diff`, `num_samples_over_rounding` (samples whose
         largest difference exceeds `ROUNDING_TOLERANCE`), `accuracy_keras`,
         `accuracy_exported`, `accuracy_change` (accuracies in [0, 1], only
@@ -167,7 +166,7 @@ def export(
         `verify_seconds`. Verification fields are `None` when `verify=False`.
 
     Raises:
-        ValueError: unknown format/quantization/output, `"int8"` without
+        ValueError: unknown format/quantization/output_kind, `"int8"` without
             representative images, a quantization for a non-LiteRT format,
             preprocessing requested for a model without a preprocessor. All
             raised before anything is written.
@@ -188,7 +187,7 @@ def export(
     """
     _check_arguments(
         model, format, quantization, representative_images, include_preprocessing,
-        output, verification_images, labels, input_dtype, int8_io,
+        output_kind, verification_images, labels, input_dtype, int8_io,
     )
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -197,7 +196,7 @@ def export(
         )
     model = _in_float32(model)
     graph_model, input_spec = _graph_model(
-        model, include_preprocessing, output, input_dtype, raw_image_size
+        model, include_preprocessing, output_kind, input_dtype, raw_image_size
     )
     to_inputs = functools.partial(
         _graph_inputs, model, include_preprocessing, preprocess_images, input_spec
@@ -233,7 +232,7 @@ def export(
         report = {
             "format": format,
             "quantization": quantization,
-            "output": output,
+            "output_kind": output_kind,
             "include_preprocessing": bool(include_preprocessing),
             "int8_io": bool(int8_io),
             "path": path,
@@ -293,7 +292,7 @@ def export(
 
 
 def _check_arguments(model, format, quantization, representative_images,
-                     include_preprocessing, output, verification_images, labels,
+                     include_preprocessing, output_kind, verification_images, labels,
                      input_dtype, int8_io):
     if format not in FORMATS:
         raise ValueError(f"Unknown format {format!r}; choose one of {list(FORMATS)}.")
@@ -301,7 +300,7 @@ def _check_arguments(model, format, quantization, representative_images,
         raise ValueError(
             f"Unknown quantization {quantization!r}; choose one of {list(QUANTIZATIONS)}."
         )
-    if quantization is not None and format != "litert":
+    if quantization not in FORMATS[format].quantizations:
         raise ValueError(
             f"quantization={quantization!r} is implemented for format='litert' "
             f"only; export format={format!r} with quantization=None."
@@ -319,8 +318,10 @@ def _check_arguments(model, format, quantization, representative_images,
             "int8_io=True needs quantization='int8' and include_preprocessing=False "
             "(a preprocessing graph already takes raw uint8 images)."
         )
-    if output not in OUTPUTS:
-        raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
+    if output_kind not in OUTPUT_KINDS:
+        raise ValueError(
+            f"Unknown output_kind {output_kind!r}; choose one of {list(OUTPUT_KINDS)}."
+        )
     if include_preprocessing and getattr(model, "preprocessor", None) is None:
         raise ValueError(
             "include_preprocessing=True needs a model with a preprocessor "
@@ -374,18 +375,18 @@ def _in_float32(model):
     return copy
 
 
-def _graph_model(model, include_preprocessing, output, input_dtype, raw_image_size):
+def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_image_size):
     """The Keras model to convert and its input `tf.TensorSpec`."""
     import tensorflow as tf
 
     image_shape = tuple(model.inputs[0].shape[1:])
     activation = getattr(model, "activation", None)
-    if output == "logits" and activation not in (None, "linear"):
+    if output_kind == "logits" and activation not in (None, "linear"):
         raise ValueError(
             f"The model ends in activation={activation!r}; it has no logits to "
-            "export. Use output='probabilities' or a model without activation."
+            "export. Use output_kind='probabilities' or a model without activation."
         )
-    add_softmax = output == "probabilities" and activation != "softmax"
+    add_softmax = output_kind == "probabilities" and activation != "softmax"
     if not include_preprocessing and not add_softmax:
         return model, tf.TensorSpec((None, *image_shape), tf.float32, name="images")
     if include_preprocessing:
@@ -442,11 +443,11 @@ def _reserve(path, format):
     """Absolute destination and a staging path beside it (created empty)."""
     path = os.path.abspath(os.fspath(path))
     parent, name = os.path.split(path)
-    if format != "saved_model" and os.path.isdir(path):
+    if not FORMATS[format].is_directory and os.path.isdir(path):
         raise IsADirectoryError(
             f"Cannot write the {format} export to '{path}': it is a directory."
         )
-    if format == "saved_model" and os.path.exists(path) and not os.path.isdir(path):
+    if FORMATS[format].is_directory and os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(
             f"Cannot write the SavedModel to '{path}': a file of that name exists."
         )
@@ -464,12 +465,12 @@ def _reserve(path, format):
         os.makedirs(parent, exist_ok=True)
         sweep_stale_staging(parent, [".partial"])  # left by an interrupted export
         while True:
-            staging = os.path.join(parent, f"{staging_name('.partial')}.{name}{SUFFIXES[format]}")
+            staging = os.path.join(parent, f"{staging_name('.partial')}.{name}{FORMATS[format].suffix}")
             try:
                 # Default permissions (0o666/0o777 less the umask), unlike
                 # tempfile's private 0o600/0o700: the staging entry becomes
                 # the export itself.
-                if format == "saved_model":
+                if FORMATS[format].is_directory:
                     os.mkdir(staging)
                 else:
                     open(staging, "xb").close()
@@ -485,7 +486,7 @@ def _reserve(path, format):
 
 
 def _move_into_place(staging, path, format):
-    if format == "saved_model":
+    if FORMATS[format].is_directory:
         replace_directory(staging, path)
     else:
         os.replace(staging, path)

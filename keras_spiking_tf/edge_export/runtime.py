@@ -24,29 +24,7 @@ import os
 
 import numpy as np
 
-LITERT_SUFFIXES = (".tflite",)
-ONNX_SUFFIXES = (".onnx",)
-
-
-def detect_format(path):
-    """`"litert"`, `"onnx"` or `"saved_model"` from a path's suffix/layout."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "saved_model.pb")):
-            return "saved_model"
-        raise ValueError(
-            f"'{path}' is a directory without saved_model.pb; pass a .tflite "
-            "file, an .onnx file or a SavedModel directory."
-        )
-    if path.endswith(LITERT_SUFFIXES):
-        return "litert"
-    if path.endswith(ONNX_SUFFIXES):
-        return "onnx"
-    raise ValueError(
-        f"Cannot tell the format of '{path}' from its name; pass "
-        "format='litert', 'onnx' or 'saved_model'."
-    )
-
+from keras_spiking_tf.edge_export.formats import format_of_path
 
 def load_exported(path, format=None, num_threads=None):
     """A callable running an exported file on NumPy batches.
@@ -64,7 +42,7 @@ def load_exported(path, format=None, num_threads=None):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No exported model at '{path}'.")
-    format = format or detect_format(path)
+    format = format or format_of_path(path)
     runners = {"litert": _LiteRTRunner, "onnx": _OnnxRunner, "saved_model": _SavedModelRunner}
     if format not in runners:
         raise ValueError(f"Unknown format {format!r}; use one of {sorted(runners)}.")

@@ -7,12 +7,14 @@ from keras_spiking_tf.layers.lif import TernaryLIF
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
 from keras_spiking_tf.layers.spiking_self_attention import attention_product
 from keras_spiking_tf.layers.spiking_self_attention import merge_heads
+from keras_spiking_tf.layers.spiking_self_attention import register_attention
 from keras_spiking_tf.layers.spiking_self_attention import split_heads
 
 
+@register_attention("a2os2a")
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class A2OS2A(SpikingSelfAttention):
-    """Attention sub-block with binary Q, ReLU K and ternary V (SPEC §3.2).
+    """Attention sub-block with binary Q, ReLU K and ternary V (design.md §3.2).
 
         Q = LIF(q)            in {0, 1}
         K = ReLU(k)           >= 0, real-valued
@@ -48,3 +50,8 @@ class A2OS2A(SpikingSelfAttention):
             queries, keys, values, self.product_association
         )
         return self.attn_lif(merge_heads(product, self.time_steps))
+
+    def products(self):
+        # K = ReLU(BN(k)) is real-valued; Q is binary and V ternary, so both
+        # products are additions of K's (or K^T V's) entries.
+        return self.matrix_products("real", self.v_lif)

@@ -1,17 +1,15 @@
-"""The attention switch: one name selects A2OS2A, SDSA or SSA."""
+"""The attention variants shipped with the package, registered by name.
 
-from keras_spiking_tf.layers.a2os2a import A2OS2A
-from keras_spiking_tf.layers.sdsa import SDSA
-from keras_spiking_tf.layers.ssa import SSA
+Importing this module registers `"a2os2a"` (the paper's), `"sdsa"` (SDT's)
+and `"ssa"` (Spikformer's); the registry and `register_attention` live in
+`spiking_self_attention.py`, beside the base class a variant subclasses.
+"""
 
-ATTENTIONS = {"a2os2a": A2OS2A, "sdsa": SDSA, "ssa": SSA}
+from keras_spiking_tf.layers import a2os2a  # noqa: F401  (registers "a2os2a")
+from keras_spiking_tf.layers import sdsa  # noqa: F401  (registers "sdsa")
+from keras_spiking_tf.layers import ssa  # noqa: F401  (registers "ssa")
+from keras_spiking_tf.layers.spiking_self_attention import ATTENTIONS
+from keras_spiking_tf.layers.spiking_self_attention import get_attention_class
+from keras_spiking_tf.layers.spiking_self_attention import register_attention
 
-
-def get_attention_class(name):
-    """The attention class for `"a2os2a"`, `"sdsa"` or `"ssa"`."""
-    try:
-        return ATTENTIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown attention {name!r}; choose one of {list(ATTENTIONS)}."
-        ) from None
+__all__ = ["ATTENTIONS", "get_attention_class", "register_attention"]

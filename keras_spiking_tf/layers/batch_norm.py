@@ -9,8 +9,8 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
     """BatchNorm over the channel (last) axis of `(batch, T, ...)` tensors.
 
     Every axis but the last is reduced, so the statistics are shared across
-    time steps, batch and space: the "T·B folded" BatchNorm of SPEC §1 (plain
-    BN, not tdBN). Defaults follow SDT (SPEC §3.4): PyTorch momentum 0.1,
+    time steps, batch and space: the "T·B folded" BatchNorm of design.md §1 (plain
+    BN, not tdBN). Defaults follow SDT (design.md §3.4): PyTorch momentum 0.1,
     i.e. Keras `momentum=0.9`, and `epsilon=1e-5`.
 
     Training on the TensorFlow backend uses TensorFlow's fused batch-norm

@@ -1,4 +1,4 @@
-"""One encoder block: attention sub-block, then MLP sub-block (SPEC §1)."""
+"""One encoder block: attention sub-block, then MLP sub-block (design.md §1)."""
 
 import keras
 

@@ -97,7 +97,7 @@ class LIF(keras.layers.Layer):
 
     Args:
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
-        alpha: the neuron, see `LIFCell` (SPEC §2.1 defaults).
+        alpha: the neuron, see `LIFCell` (design.md §2.1 defaults).
         time_steps: optional expected `T`; an input with another `T` is an
             error.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
@@ -183,7 +183,7 @@ class LIF(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class TernaryLIF(LIF):
-    """Multi-step ternary LIF neuron: outputs in {-1, 0, +1} (SPEC §2.3).
+    """Multi-step ternary LIF neuron: outputs in {-1, 0, +1} (design.md §2.3).
 
     Arguments as `LIF`.
 

@@ -1,7 +1,7 @@
 """Leaky integrate-and-fire neurons for one time step, as Keras RNN cells.
 
 The neuron follows SpikingJelly's `LIFNode`, which the Spike-driven Transformer
-uses (SPEC §2.1). Per element, with membrane `V` (0 at the first step):
+uses (design.md §2.1). Per element, with membrane `V` (0 at the first step):
 
     charge  H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau    decay_input=True
             H[t] = V[t-1] - (V[t-1] - V_reset) / tau + X[t]      decay_input=False
@@ -29,7 +29,7 @@ which is *not* numerically the SDT neuron (`decay_input=True`), whose membrane
 is the paper's divided by `tau`.
 
 `TernaryLIFCell` fires +1 at `H >= V_th`, -1 at `H <= -V_th` and resets the
-membrane wherever it fired (SPEC §2.3).
+membrane wherever it fired (design.md §2.3).
 """
 
 import keras
@@ -135,7 +135,7 @@ class LIFCell(keras.layers.Layer):
         return [ops.zeros((batch_size, *feature_shape), dtype=self.compute_dtype)]
 
     def charge(self, inputs, v):
-        """Membrane after integrating `inputs` (the `H[t]` of SPEC §2.1)."""
+        """Membrane after integrating `inputs` (the `H[t]` of design.md §2.1)."""
         v_rest = 0.0 if self.v_reset is None else self.v_reset
         # `v - 0` is `v`: skip the pass over the tensor at the usual V_reset = 0.
         distance = v if v_rest == 0.0 else v - v_rest
@@ -201,7 +201,7 @@ class LIFCell(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class TernaryLIFCell(LIFCell):
-    """Ternary leaky integrate-and-fire neuron for one time step (SPEC §2.3).
+    """Ternary leaky integrate-and-fire neuron for one time step (design.md §2.3).
 
     Same charge as `LIFCell`; fires `+1` where `H >= V_th`, `-1` where
     `H <= -V_th`, `0` otherwise; the hard reset zeroes (sets to `v_reset`)

@@ -3,12 +3,15 @@
 import keras
 from keras import ops
 
+from keras_spiking_tf.layers.spiking_self_attention import AttentionProduct
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
+from keras_spiking_tf.layers.spiking_self_attention import register_attention
 
 
+@register_attention("sdsa")
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class SDSA(SpikingSelfAttention):
-    """SDT's attention sub-block (Yao et al., 2023; SPEC §3.2).
+    """SDT's attention sub-block (Yao et al., 2023; design.md §3.2).
 
         Q, K, V = LIF(q), LIF(k), LIF(v)          all binary
         KV = LIF_{V_th=0.5}(sum over tokens of K * V)
@@ -36,3 +39,11 @@ class SDSA(SpikingSelfAttention):
     def attend(self, q, k, v):
         key_value = ops.sum(self.k_lif(k) * self.v_lif(v), axis=2, keepdims=True)
         return self.q_lif(q) * self.kv_lif(key_value)
+
+    def products(self):
+        # Element-wise: K * V summed over tokens, then Q * KV, both on spikes.
+        size = self.num_tokens * self.dim
+        return [
+            AttentionProduct("K * V (sum over tokens)", self.v_lif, "binary", size),
+            AttentionProduct("Q * KV", self.q_lif, "binary", size),
+        ]

@@ -1,11 +1,9 @@
-"""Spiking Patch Splitting (SPS): image -> membrane tokens (SPEC §3.1)."""
+"""Spiking Patch Splitting (SPS): image -> membrane tokens (design.md §3.1)."""
 
 import keras
 from keras import ops
 
-from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
-from keras_spiking_tf.layers.lif import LIF
-from keras_spiking_tf.layers.spiking_self_attention import conv_kernel_initializer
+from keras_spiking_tf.layers.spiking_block import SpikingBlock
 
 
 def fold_time(x):
@@ -26,11 +24,11 @@ def max_pool_3x3_stride_2(x):
     window by one. So pad explicitly with -inf and pool `"valid"`.
     """
     x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
-    return ops.max_pool(x, pool_size=3, strides=2, padding="valid")
+    return ops.max_pool(x, pool_size=3, strides=2, padding="valid", data_format="channels_last")
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
-class SpikingPatchSplitting(keras.layers.Layer):
+class SpikingPatchSplitting(SpikingBlock):
     """Turns images `(batch, H, W, C)` into membranes `(batch, T, N, D)`.
 
     The image is repeated over `T` time steps (direct encoding), then:
@@ -49,7 +47,7 @@ class SpikingPatchSplitting(keras.layers.Layer):
         hidden_dim: token width `D` (divisible by 8).
         time_steps: `T`.
         pooling: the pooling pattern.
-        neuron_config: dict of `LIF` arguments; SPEC §2.1 defaults when `None`.
+        neuron_config: dict of `LIF` arguments; design.md §2.1 defaults when `None`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -63,7 +61,7 @@ class SpikingPatchSplitting(keras.layers.Layer):
     def __init__(
         self, hidden_dim, time_steps=4, pooling="1111", neuron_config=None, **kwargs
     ):
-        super().__init__(**kwargs)
+        super().__init__(neuron_config=neuron_config, **kwargs)
         if len(pooling) != 4 or set(pooling) - {"0", "1"}:
             raise ValueError(
                 f"`pooling` must be 4 characters of '0'/'1' (one per SPS stage), "
@@ -74,31 +72,13 @@ class SpikingPatchSplitting(keras.layers.Layer):
         self.hidden_dim = int(hidden_dim)
         self.time_steps = int(time_steps)
         self.pooling = pooling
-        self.neuron_config = dict(neuron_config or {})
         suffixes = ("", "1", "2", "3")
         widths = [hidden_dim // 8, hidden_dim // 4, hidden_dim // 2, hidden_dim]
-        self.stage_convs = [self._conv(w, f"proj_conv{s}") for w, s in zip(widths, suffixes)]
-        self.stage_bns = [self._bn(f"proj_bn{s}") for s in suffixes]
-        self.stage_lifs = [self._lif(f"proj_lif{s}") for s in suffixes]
-        self.rpe_conv = self._conv(hidden_dim, "rpe_conv")
-        self.rpe_bn = self._bn("rpe_bn")
-
-    def _conv(self, filters, name):
-        return keras.layers.Conv2D(
-            filters,
-            3,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=conv_kernel_initializer(),
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def _bn(self, name):
-        return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
-
-    def _lif(self, name):
-        return LIF(**self.neuron_config, dtype=self.dtype_policy, name=name)
+        self.stage_convs = [self.conv3x3(w, f"proj_conv{s}") for w, s in zip(widths, suffixes)]
+        self.stage_bns = [self.batch_norm(f"proj_bn{s}") for s in suffixes]
+        self.stage_lifs = [self.neuron(f"proj_lif{s}") for s in suffixes]
+        self.rpe_conv = self.conv3x3(hidden_dim, "rpe_conv")
+        self.rpe_bn = self.batch_norm("rpe_bn")
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -148,7 +128,6 @@ class SpikingPatchSplitting(keras.layers.Layer):
                 "hidden_dim": self.hidden_dim,
                 "time_steps": self.time_steps,
                 "pooling": self.pooling,
-                "neuron_config": self.neuron_config,
             }
         )
         return config

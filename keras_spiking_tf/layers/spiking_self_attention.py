@@ -1,4 +1,5 @@
-"""The attention sub-block shared by A2OS2A, SDSA and SSA (SPEC §3.2).
+"""The attention sub-block shared by A2OS2A, SDSA and SSA (design.md §3.2),
+and the registry of attention variants.
 
 On a membrane tensor `U` of shape `(batch, T, N, D)`:
 
@@ -7,23 +8,77 @@ On a membrane tensor `U` of shape `(batch, T, N, D)`:
     A = attend(q, k, v)                          the variant, a spike tensor
     out = U + BN(A W_proj + b_proj)              membrane shortcut
 
-Subclasses define `build_attention_neurons()` and `attend()`. The layer
+A variant is a subclass that defines `build_attention_neurons()`,
+`attend()` and `products()` (its matrix products, for the energy estimate and
+the addition-only audit), registered under its name with
+`@register_attention("name")`; that name is then accepted everywhere an
+attention is chosen (`attention=` of the backbone and `from_preset`,
+`kst-train --attention`, `kst-convert-sdt --init_attention`). The layer
 names (`q_conv`, `q_bn`, ..., `proj_conv`, `proj_bn`) mirror the SDT
-checkpoint keys of SPEC §5.
+checkpoint keys of design.md §5.
 """
+
+import dataclasses
 
 import keras
 from keras import ops
 
-from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
-from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.layers.spiking_block import SpikingBlock
 
 ASSOCIATIONS = ("auto", "kv_first", "qk_first")
+ATTENTIONS = {}
 
 
-def conv_kernel_initializer():
-    """SDT's initialisation of conv and linear weights (SPEC §3.4)."""
-    return keras.initializers.TruncatedNormal(stddev=0.02)
+def register_attention(name):
+    """Class decorator: registers an attention variant under `name`.
+
+    Example:
+
+    ```python
+    @register_attention("my_attention")
+    @keras.saving.register_keras_serializable(package="my_package")
+    class MyAttention(SpikingSelfAttention):
+        ...
+    ```
+    """
+
+    def register(cls):
+        if name in ATTENTIONS and ATTENTIONS[name] is not cls:
+            raise ValueError(f"An attention named {name!r} is registered already: {ATTENTIONS[name]}.")
+        ATTENTIONS[name] = cls
+        cls.attention_name = name
+        return cls
+
+    return register
+
+
+def get_attention_class(name):
+    """The attention class registered as `name` (e.g. `"a2os2a"`)."""
+    try:
+        return ATTENTIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown attention {name!r}; choose one of {sorted(ATTENTIONS)}."
+        ) from None
+
+
+@dataclasses.dataclass
+class AttentionProduct:
+    """One matrix product of an attention sub-block, per image and step.
+
+    Attributes:
+        operands: what is multiplied, e.g. `"Q x K^T"`.
+        streamed: the layer (a neuron of the block) whose output spikes are
+            the streamed operand.
+        other_kind: the kind of the other operand: `"real"`, `"binary"`,
+            `"ternary"` or `"integer"` (counts of spikes).
+        flops: multiply-accumulates if computed densely.
+    """
+
+    operands: str
+    streamed: keras.layers.Layer
+    other_kind: str
+    flops: int
 
 
 def cheaper_association(num_tokens, head_dim):
@@ -53,18 +108,20 @@ def attention_product(q, k, v, association):
     return ops.matmul(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), v)
 
 
-class SpikingSelfAttention(keras.layers.Layer):
+class SpikingSelfAttention(SpikingBlock):
     """Base class of the spiking attention sub-blocks.
 
     Args:
         num_heads: number of heads; `D` must be divisible by it.
         attn_v_threshold: threshold of the attention-internal neuron.
         neuron_config: dict of `LIF` arguments for every neuron of the block
-            (`tau`, `v_threshold`, ...); SPEC §2.1 defaults when `None`.
+            (`tau`, `v_threshold`, ...); design.md §2.1 defaults when `None`.
         association: `"auto"` (cheaper of the two), `"kv_first"` or
             `"qk_first"`; used by the variants with a `Q K^T V` product.
         **kwargs: standard layer arguments.
     """
+
+    attention_name = None  # set by @register_attention
 
     def __init__(
         self,
@@ -74,32 +131,14 @@ class SpikingSelfAttention(keras.layers.Layer):
         association="auto",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(neuron_config=neuron_config, **kwargs)
         if association not in ASSOCIATIONS:
             raise ValueError(
                 f"Unknown association {association!r}; use one of {ASSOCIATIONS}."
             )
         self.num_heads = int(num_heads)
         self.attn_v_threshold = float(attn_v_threshold)
-        self.neuron_config = dict(neuron_config or {})
         self.association = association
-
-    def neuron(self, name, neuron_class=LIF, **overrides):
-        """A neuron of this block with the block's settings and `overrides`."""
-        config = {**self.neuron_config, **overrides}
-        return neuron_class(**config, dtype=self.dtype_policy, name=name)
-
-    def projection(self, name, use_bias):
-        return keras.layers.Dense(
-            self.dim,
-            use_bias=use_bias,
-            kernel_initializer=conv_kernel_initializer(),
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def batch_norm(self, name):
-        return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -121,9 +160,9 @@ class SpikingSelfAttention(keras.layers.Layer):
         )
         self.shortcut_lif = self.neuron("shortcut_lif")
         for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", self.projection(f"{name}_conv", False))
+            setattr(self, f"{name}_conv", self.dense(self.dim, f"{name}_conv", use_bias=False))
             setattr(self, f"{name}_bn", self.batch_norm(f"{name}_bn"))
-        self.proj_conv = self.projection("proj_conv", True)
+        self.proj_conv = self.dense(self.dim, "proj_conv")
         self.proj_bn = self.batch_norm("proj_bn")
         self.build_attention_neurons()
         for layer in self._flatten_layers(include_self=False, recursive=False):
@@ -135,6 +174,27 @@ class SpikingSelfAttention(keras.layers.Layer):
     def attend(self, q, k, v):
         """Spike tensor `(batch, T, N, D)` from the normalised q, k, v."""
         raise NotImplementedError
+
+    def products(self):
+        """The block's matrix products, a list of `AttentionProduct`."""
+        raise NotImplementedError
+
+    def matrix_products(self, key_kind, values):
+        """The two products of `Q K^T V` in the association computed, with
+        `values` the neuron whose spikes are `V`, for `key_kind` keys."""
+        partial_kind = "integer" if key_kind == "binary" else "real"
+        heads, tokens, head_dim = self.num_heads, self.num_tokens, self.head_dim
+        if self.product_association == "kv_first":
+            flops = heads * tokens * head_dim * head_dim
+            return [
+                AttentionProduct("K^T x V", values, key_kind, flops),
+                AttentionProduct("Q x (K^T V)", self.q_lif, partial_kind, flops),
+            ]
+        flops = heads * tokens * tokens * head_dim
+        return [
+            AttentionProduct("Q x K^T", self.q_lif, key_kind, flops),
+            AttentionProduct("(Q K^T) x V", values, partial_kind, flops),
+        ]
 
     def call(self, inputs, training=None):
         spikes = self.shortcut_lif(inputs)
@@ -153,7 +213,6 @@ class SpikingSelfAttention(keras.layers.Layer):
             {
                 "num_heads": self.num_heads,
                 "attn_v_threshold": self.attn_v_threshold,
-                "neuron_config": self.neuron_config,
                 "association": self.association,
             }
         )

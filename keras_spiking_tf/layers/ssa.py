@@ -5,12 +5,14 @@ import keras
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
 from keras_spiking_tf.layers.spiking_self_attention import attention_product
 from keras_spiking_tf.layers.spiking_self_attention import merge_heads
+from keras_spiking_tf.layers.spiking_self_attention import register_attention
 from keras_spiking_tf.layers.spiking_self_attention import split_heads
 
 
+@register_attention("ssa")
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class SSA(SpikingSelfAttention):
-    """Spikformer's attention with binary Q, K, V (SPEC §3.2).
+    """Spikformer's attention with binary Q, K, V (design.md §3.2).
 
         A = LIF_{V_th=0.5}(scale * Q K^T V)    per head, scale = 0.125
 
@@ -44,6 +46,9 @@ class SSA(SpikingSelfAttention):
             queries, keys, values, self.product_association
         )
         return self.attn_lif(merge_heads(product, self.time_steps) * self.scale)
+
+    def products(self):
+        return self.matrix_products("binary", self.v_lif)
 
     def get_config(self):
         config = super().get_config()

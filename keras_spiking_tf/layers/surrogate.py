@@ -1,4 +1,4 @@
-"""Heaviside step functions with surrogate gradients (SPEC §2.1, §2.4).
+"""Heaviside step functions with surrogate gradients (design.md §2.1, §2.4).
 
 The forward value is exactly the Heaviside step `1 if x >= 0 else 0`, cast to
 the input's dtype, in every backend. The backward pass replaces the step's

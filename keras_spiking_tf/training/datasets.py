@@ -51,6 +51,8 @@ class DataSplits:
         num_classes: label count.
         channels: image channels.
         validation_rule: how the validation split was drawn, in words.
+        class_names: one name per label, or `None` (ImageNet, whose
+            classifiers use KerasHub's ImageNet names).
     """
 
     train: tf.data.Dataset
@@ -62,6 +64,7 @@ class DataSplits:
     num_classes: int
     channels: int
     validation_rule: str
+    class_names: list | None = None
 
 
 def load_digits_arrays():
@@ -127,6 +130,7 @@ def _from_arrays(x_train, y_train, x_test, y_test, num_classes, fraction):
         num_classes=num_classes,
         channels=x_train.shape[-1],
         validation_rule=_rule(fraction, len(held_out), len(y_train)),
+        class_names=[str(label) for label in range(num_classes)],
     )
 
 
@@ -164,6 +168,7 @@ def _stratified_tfds_splits(builder, train_split, test_split, fraction):
         num_classes=info.features["label"].num_classes,
         channels=info.features["image"].shape[-1],
         validation_rule=_rule(fraction, count, len(labels)),
+        class_names=list(info.features["label"].names),
     )
 
 

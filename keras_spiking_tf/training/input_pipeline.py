@@ -1,4 +1,4 @@
-"""tf.data pipelines: resize/crop, augmentation, mixing, batching (SPEC §6).
+"""tf.data pipelines: resize/crop, augmentation, mixing, batching (design.md §6).
 
 Training streams are deterministic per epoch: epoch `e` is shuffled with a
 seed derived from `(seed, e)` (Python integers, one shuffled copy of the

@@ -1,4 +1,4 @@
-"""Optimizer, schedule and loss of a recipe (SPEC §6)."""
+"""Optimizer, schedule and loss of a recipe (design.md §6)."""
 
 import keras
 

@@ -1,4 +1,4 @@
-"""Training recipes: the paper's hyper-parameters as data files (SPEC §6).
+"""Training recipes: the paper's hyper-parameters as data files (design.md §6).
 
 A recipe is a JSON file; the built-in ones live in `training/recipes/`
 (`cifar`, `imagenet`, `digits`). `load_recipe` accepts a built-in name or a

@@ -8,7 +8,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """timm's `CosineLRScheduler` as a Keras schedule (SPEC §6).
+    """timm's `CosineLRScheduler` as a Keras schedule (design.md §6).
 
     With `t` the epoch (an integer for `unit="epoch"`, fractional
     `step / steps_per_epoch` for `unit="step"`):

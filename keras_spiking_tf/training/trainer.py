@@ -18,6 +18,7 @@ is interrupted continues with the same command plus `resume=True`.
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import tempfile
@@ -25,11 +26,14 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_spiking_tf.analysis.energy import energy_summary
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.atomic_directory import write_text_atomically
-from keras_spiking_tf.hub import from_preset
-from keras_spiking_tf.hub import read_preset_metadata
-from keras_spiking_tf.hub import save_to_preset
+from keras_spiking_tf.models.spiking_transformer import from_preset
+from keras_spiking_tf.models.spiking_transformer import save_to_preset
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
+    read_preset_metadata,
+)
 from keras_spiking_tf.layers.attention_variants import ATTENTIONS
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
@@ -222,7 +226,7 @@ def check_output_dir(output_dir, resume):
 
 
 def build_model(config, splits, dtype_policy):
-    """The classifier to train, with a head sized for the data set."""
+    """The classifier to train, with a head sized (and named) for the data set."""
     overrides = {"dtype": dtype_policy}
     if config.time_steps is not None:
         overrides["time_steps"] = config.time_steps
@@ -232,8 +236,9 @@ def build_model(config, splits, dtype_policy):
     if model.num_classes != splits.num_classes:
         model = from_preset(
             config.preset, num_classes=splits.num_classes, load_weights=config.init_weights,
-            **overrides,
+            class_names=splits.class_names, **overrides,
         )
+    model.class_names = splits.class_names  # the data set's names, saved with the model
     channels = model.backbone.image_shape[-1]
     if channels != splits.channels:
         raise ValueError(
@@ -258,6 +263,18 @@ def describe_run(config, model, splits, recipe, dtype_policy, output_dir):
     )
 
 
+ENERGY_IMAGES = 32
+ENERGY_IMAGES_NOTE = f"the first {ENERGY_IMAGES} validation images"
+
+
+def _energy_images(splits, image_size, recipe):
+    """The first `ENERGY_IMAGES` validation images, as the evaluation sees them."""
+    batches = make_eval_dataset(
+        splits.validation, recipe, image_size, ENERGY_IMAGES, splits.num_classes
+    ).take(1)
+    return next(iter(batches.as_numpy_iterator()))[0]
+
+
 def accuracy_on(model, dataset):
     """Top-1 accuracy of `model` (raw images in) on batches of
     `(images, one-hot labels)`."""
@@ -267,8 +284,29 @@ def accuracy_on(model, dataset):
 
 
 def _training_record(epochs_completed, val_accuracy):
-    """What a trained preset's `metadata.json` says of its training."""
+    """What a preset saved during training records of it in `metadata.json`
+    (read back by `_repair_best_preset`)."""
     return {"training": {"epochs_completed": epochs_completed, "val_accuracy": val_accuracy}}
+
+
+def _final_record(config, recipe, dtype_policy, splits, epochs_completed, selected,
+                  val_accuracy, test_accuracy, energy):
+    """The full record of a finished run's preset: how it was trained, how
+    it scores on which split, and its energy estimate (for the model card)."""
+    return {
+        "dataset": config.dataset,
+        "training": {
+            "epochs_completed": epochs_completed, "epochs": recipe.total_epochs,
+            "selected": selected, "val_accuracy": val_accuracy,
+            "recipe": config.recipe or DEFAULT_RECIPES.get(config.dataset, "cifar"),
+            "dtype_policy": dtype_policy, "seed": config.seed, "preset": config.preset,
+        },
+        "evaluation": {
+            "test_accuracy": test_accuracy, "test_images": splits.num_test,
+            "val_accuracy": val_accuracy, "val_images": splits.num_validation,
+        },
+        "energy": energy,
+    }
 
 
 def _best_preset_saver(directory, chief):
@@ -402,6 +440,7 @@ def run_training(config, announce=None):
 
     history = progress.state["history"]
     best_epoch = progress.state["best_epoch"]
+    best_model = from_preset(best_dir) if chief and os.path.isdir(best_dir) else None
     summary = {
         "test_accuracy": (
             custom_loop.evaluate(test_data)["val_accuracy"] if custom_loop is not None
@@ -410,10 +449,7 @@ def run_training(config, announce=None):
         "val_accuracy": history[-1].get("val_accuracy") if history else None,
         "best_epoch": None if best_epoch is None else best_epoch + 1,
         "best_val_accuracy": progress.best_val_accuracy,
-        "best_test_accuracy": (
-            accuracy_on(from_preset(best_dir), test_data)
-            if chief and os.path.isdir(best_dir) else None
-        ),
+        "best_test_accuracy": accuracy_on(best_model, test_data) if best_model else None,
         "splits": {
             "test_accuracy": "test: the final model on the data set's test split",
             "val_accuracy": "validation: the final model on the validation split",
@@ -437,7 +473,16 @@ def run_training(config, announce=None):
         "backend": keras.backend.backend(),
     }
     if chief:
-        save_to_preset(model, summary["preset_dir"],
-                       metadata=_training_record(recipe.total_epochs, summary["val_accuracy"]))
+        energy_images = _energy_images(splits, image_size, recipe)
+        record = functools.partial(_final_record, config, recipe, dtype_policy, splits)
+        save_to_preset(model, summary["preset_dir"], metadata=record(
+            recipe.total_epochs, False, summary["val_accuracy"], summary["test_accuracy"],
+            energy_summary(model, model.preprocessor(energy_images), ENERGY_IMAGES_NOTE)))
+        if best_model is not None:  # the same preset, its record completed
+            save_to_preset(best_model, best_dir, metadata=record(
+                summary["best_epoch"], True, summary["best_val_accuracy"],
+                summary["best_test_accuracy"],
+                energy_summary(best_model, best_model.preprocessor(energy_images),
+                               ENERGY_IMAGES_NOTE)))
         write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
     return model, summary

@@ -1,10 +1,31 @@
-"""The Spiking Transformer backbone: SPS, then L encoder blocks (SPEC §1)."""
+"""The Spiking Transformer backbone: SPS, then L encoder blocks (design.md §1)."""
 
 import keras
 from keras_hub.models import Backbone
+from keras_hub.src.utils.keras_utils import standardize_data_format
 
 from keras_spiking_tf.layers.encoder_block import SpikingTransformerEncoderBlock
 from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplitting
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
+    verify_weights_file,
+)
+
+# The backbone's arguments, which are its architecture: the one list that
+# presets, `from_preset` overrides and the tools read.
+ARCHITECTURE_KEYS = (
+    "num_layers",
+    "hidden_dim",
+    "num_heads",
+    "mlp_ratio",
+    "time_steps",
+    "pooling",
+    "image_shape",
+    "attention",
+    "attn_v_threshold",
+    "neuron_config",
+    "association",
+    "data_format",
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -14,7 +35,10 @@ class SpikingTransformerBackbone(Backbone):
     Images `(batch, H, W, C)`, already normalised, are repeated over
     `time_steps`, split into `N` tokens of width `hidden_dim` by the spiking
     patch splitting, and passed through `num_layers` encoder blocks. The
-    output is the last membrane tensor `(batch, T, N, hidden_dim)`.
+    output is the last membrane tensor `(batch, T, N, hidden_dim)`. Under
+    `data_format="channels_first"` the images are `(batch, C, H, W)`, as
+    JAX and PyTorch users feed them (the backbone transposes them once on
+    entry; the weights are the same either way).
 
     Args:
         num_layers: encoder blocks `L`.
@@ -23,12 +47,18 @@ class SpikingTransformerBackbone(Backbone):
         mlp_ratio: MLP hidden width as a multiple of `D`.
         time_steps: `T` (4 in every published result).
         pooling: SPS pooling pattern, "0011" for 32x32, "1111" for 224x224.
-        image_shape: `(H, W, C)` of the preprocessed input.
-        attention: `"a2os2a"` (the paper), `"sdsa"` (SDT) or `"ssa"`.
+        image_shape: `(H, W, C)` of the preprocessed input, in this order
+            whatever `data_format` is.
+        attention: a registered attention (`layers.ATTENTIONS`): `"a2os2a"`
+            (the paper), `"sdsa"` (SDT) or `"ssa"` (Spikformer).
         attn_v_threshold: threshold of the attention-internal neuron.
-        neuron_config: dict of `LIF` arguments for every neuron (SPEC §2.1
-            defaults when `None`), e.g. `{"surrogate": "atan"}`.
+        neuron_config: dict of `LIF` arguments for every neuron (design.md
+            §2.1 defaults when `None`), e.g. `{"surrogate": "atan"}`.
         association: `Q K^T V` product order (`"auto"`: the cheaper).
+        data_format: `"channels_last"` or `"channels_first"`; `None` follows
+            `keras.config.image_data_format()` when the backbone is built
+            (and is saved as `None`, so a preset follows the loading
+            program's setting).
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Example:
@@ -55,10 +85,12 @@ class SpikingTransformerBackbone(Backbone):
         attn_v_threshold=0.5,
         neuron_config=None,
         association="auto",
+        data_format=None,
         dtype=None,
         **kwargs,
     ):
         neuron_config = dict(neuron_config or {})
+        layout = standardize_data_format(data_format)
         # === Layers ===
         self.patch_embed = SpikingPatchSplitting(
             hidden_dim=hidden_dim,
@@ -83,8 +115,13 @@ class SpikingTransformerBackbone(Backbone):
         ]
 
         # === Functional model ===
-        image_input = keras.Input(shape=tuple(image_shape), name="images")
-        membrane = self.patch_embed(image_input)
+        height, width, channels = tuple(image_shape)
+        if layout == "channels_first":
+            image_input = keras.Input(shape=(channels, height, width), name="images")
+            images = keras.layers.Permute((2, 3, 1), dtype=dtype, name="to_channels_last")(image_input)
+        else:
+            image_input = images = keras.Input(shape=(height, width, channels), name="images")
+        membrane = self.patch_embed(images)
         for block in self.blocks:
             membrane = block(membrane)
         super().__init__(inputs=image_input, outputs=membrane, dtype=dtype, **kwargs)
@@ -101,26 +138,26 @@ class SpikingTransformerBackbone(Backbone):
         self.attn_v_threshold = attn_v_threshold
         self.neuron_config = neuron_config
         self.association = association
+        self.data_format = data_format  # as given: None follows the Keras setting
+        self.image_layout = layout
 
     @property
     def num_tokens(self):
         return self.output.shape[2]
 
+    @property
+    def channel_axis(self):
+        """The channel axis of the backbone's input images."""
+        return 1 if self.image_layout == "channels_first" else -1
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights`, after checking the file (SHA-256 from
+        the `metadata.json` beside it, readable HDF5; see
+        `spiking_transformer_preset_files.verify_weights_file`)."""
+        verify_weights_file(filepath)
+        return super().load_weights(filepath, *args, **kwargs)
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_layers": self.num_layers,
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_ratio": self.mlp_ratio,
-                "time_steps": self.time_steps,
-                "pooling": self.pooling,
-                "image_shape": self.image_shape,
-                "attention": self.attention,
-                "attn_v_threshold": self.attn_v_threshold,
-                "neuron_config": self.neuron_config,
-                "association": self.association,
-            }
-        )
+        config.update({key: getattr(self, key) for key in ARCHITECTURE_KEYS})
         return config

@@ -1,4 +1,8 @@
-"""The Spiking Transformer image classifier: backbone + spiking head (SPEC §1)."""
+"""The Spiking Transformer image classifier: backbone + spiking head (design.md §1),
+and its presets: loading, saving and class names."""
+
+import difflib
+import os
 
 import keras
 import numpy as np
@@ -7,11 +11,24 @@ from keras_hub.models import ImageClassifier
 from keras_hub.models import Task
 
 from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+    ARCHITECTURE_KEYS,
+)
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     SpikingTransformerBackbone,
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier_preprocessor import (  # noqa: E501
     SpikingTransformerImageClassifierPreprocessor,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_model_card import (
+    model_card,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+    load_registry,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+    preset_directory,
 )
 
 
@@ -25,7 +42,7 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         s = LIF(x)                                   spikes over T
         logits = mean over T of (s W + b)            (batch, num_classes)
 
-    As in KerasHub, `call` takes preprocessed (normalised, NHWC) images;
+    As in KerasHub, `call` takes preprocessed (normalised) images;
     `predict`/`fit` apply the attached `preprocessor` to raw 0..255 images.
     The head runs in `head_dtype` (float32 by default, also under a mixed
     precision policy).
@@ -38,12 +55,15 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         activation: `None` (logits) or e.g. `"softmax"`, applied after the
             mean over T.
         head_dtype: dtype policy of the head.
+        class_names: `None` or one name per class (saved with the model;
+            used by `decode_predictions`).
 
     Example:
 
     ```python
     classifier = keras_spiking_tf.from_preset("st_2_64_digits")
     classifier.predict(raw_images)                   # (batch, 10) logits
+    classifier.decode_predictions(classifier.predict(raw_images), top=2)
     classifier = keras_spiking_tf.from_preset(
         "st_2_64_digits", num_classes=5)              # fresh head, fine-tune
     classifier.backbone.trainable = False
@@ -61,8 +81,14 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         preprocessor=None,
         activation=None,
         head_dtype="float32",
+        class_names=None,
         **kwargs,
     ):
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names for num_classes={num_classes}; "
+                "give one name per class, or class_names=None."
+            )
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -91,6 +117,7 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         self.num_classes = num_classes
         self.activation = activation
         self.head_dtype = head_dtype
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
 
     def get_config(self):
         config = Task.get_config(self)
@@ -99,9 +126,116 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 "num_classes": self.num_classes,
                 "activation": self.activation,
                 "head_dtype": self.head_dtype,
+                "class_names": self.class_names,
             }
         )
         return config
+
+    # --- presets -------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, num_classes=None, **kwargs):
+        """Builds a classifier from a preset, through KerasHub's loader.
+
+        On top of KerasHub's `from_preset` this checks everything before
+        building anything: a built-in preset without published weights, an
+        unknown name (with close names suggested), a path that does not
+        exist, a preset file that is not valid JSON and an unreachable hub
+        are each a clear error; weights files are verified (SHA-256,
+        readable HDF5) before they are loaded, also when KerasHub itself
+        loads them (`keras_hub.models.ImageClassifier.from_preset(...)`).
+        It also takes backbone overrides.
+
+        Args:
+            preset: a built-in name (`keras_spiking_tf.list_presets()`), a
+                local preset directory, or a `hf://`, `kaggle://` or `gs://`
+                handle.
+            load_weights: load the preset's weights. Built-in presets
+                without published weights need `load_weights=False` (random
+                initialisation).
+            num_classes: `None` keeps the preset's head (and its weights); a
+                number gives a fresh head for fine-tuning, backbone weights
+                still loaded.
+            **kwargs: `dtype` (e.g. `"mixed_bfloat16"`), `class_names`;
+                backbone arguments to override (`time_steps`, `attention`,
+                `num_layers`, `neuron_config`, ...: every key of
+                `ARCHITECTURE_KEYS`); other task arguments (`activation`).
+
+        Example:
+
+        ```python
+        model = SpikingTransformerImageClassifier.from_preset("st_2_64_digits")
+        model = keras_spiking_tf.from_preset("st_8_512_imagenet", load_weights=False)
+        ```
+        """
+        if not isinstance(preset, (str, os.PathLike)):
+            raise TypeError(
+                "preset must be a preset name, a directory or a hub handle (a string); "
+                f"got {type(preset).__name__}."
+            )
+        preset = _resolve_preset(os.fspath(preset), load_weights)
+        overrides = {k: kwargs.pop(k) for k in ARCHITECTURE_KEYS if k in kwargs}
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+            kwargs.setdefault("class_names", None)  # the preset's names are for its head
+        if kwargs.get("dtype") is None:
+            # KerasHub cannot resolve a saved mixed policy by itself (its
+            # float check rejects "mixed_bfloat16"); pass the saved one.
+            kwargs["dtype"] = _saved_dtype_policy(preset)
+        try:
+            model = super().from_preset(
+                preset, load_weights=load_weights and not overrides, **kwargs
+            )
+            if overrides:
+                model = _with_backbone_overrides(preset, model, overrides, load_weights)
+        except (OSError, ConnectionError) as error:
+            raise files.hub_error(preset, error) from error
+        except files.DamagedPresetError:
+            raise
+        except (TypeError, ValueError) as error:
+            # Keras deserialises in safe mode: a config naming anything but
+            # a registered Keras object (or a Python lambda) is refused here.
+            raise type(error)(
+                f"Could not build preset '{preset}' from its config files: {error}"
+            ) from error
+        return model
+
+    def save_to_preset(self, preset_dir, max_shard_size=10, metadata=None):
+        """Saves the classifier as a KerasHub preset directory, atomically.
+
+        Writes `config.json`, `task.json`, `preprocessor.json`,
+        `model.weights.h5`, `task.weights.h5` (the model only, never an
+        optimizer's state), `metadata.json` (with the SHA-256 of each
+        weights file and `metadata`) and a model card `README.md`, into a
+        hidden staging directory beside `preset_dir`, then renames it into
+        place: an interrupted save never leaves a half-written preset, and
+        an existing `preset_dir` is replaced whole.
+        `keras_spiking_tf.save_to_preset(model, preset_dir)` is the same.
+
+        Args:
+            preset_dir: the directory to write.
+            max_shard_size: KerasHub's weight-file sharding threshold (GB).
+            metadata: extra entries for `metadata.json` and the model card:
+                `dataset`, `evaluation` (`test_accuracy`, `test_images`,
+                `val_accuracy`, ...), `energy`, `training`.
+
+        Example:
+
+        ```python
+        model.save_to_preset("my_preset")
+        keras_hub.upload_preset("hf://me/my_preset", "my_preset")
+        ```
+        """
+        metadata = dict(metadata or {})
+        name = os.path.basename(os.path.normpath(os.fspath(preset_dir)))
+        return files.write_preset(
+            lambda staging: super(SpikingTransformerImageClassifier, self).save_to_preset(
+                staging, max_shard_size=max_shard_size
+            ),
+            preset_dir,
+            metadata=metadata,
+            model_card=model_card(self, name, metadata),
+        )
 
     def _layers_without_task_weights(self):
         """What task weight files leave out: the backbone (it has its own
@@ -119,10 +253,46 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         keras.saving.save_weights(self, filepath, objects_to_skip=self._layers_without_task_weights())
 
     def load_task_weights(self, filepath):
-        """KerasHub's `load_task_weights`, without the optimizer's state."""
+        """KerasHub's `load_task_weights`, without the optimizer's state,
+        after checking the file (`verify_weights_file`)."""
         if not str(filepath).endswith(".weights.h5"):
             raise ValueError(f"The filename must end in `.weights.h5`; got {filepath!r}.")
+        files.verify_weights_file(filepath)
         keras.saving.load_weights(self, filepath, objects_to_skip=self._layers_without_task_weights())
+
+    # --- predictions ----------------------------------------------------------
+
+    def decode_predictions(self, predictions, top=5):
+        """The `top` classes of each prediction: a list per sample of
+        `(class name, probability)` pairs, most likely first.
+
+        `predictions` are this model's outputs (logits, or probabilities
+        with `activation="softmax"`). ImageNet classifiers without their
+        own `class_names` use KerasHub's ImageNet class names.
+
+        Example:
+
+        ```python
+        model.decode_predictions(model.predict(images), top=2)
+        # [[("7", 0.93), ("1", 0.02)], ...]
+        ```
+        """
+        predictions = np.asarray(ops.convert_to_numpy(predictions), dtype="float64")
+        if predictions.ndim != 2 or predictions.shape[1] != self.num_classes:
+            raise ValueError(
+                f"Expected predictions shaped (batch, {self.num_classes}), got "
+                f"{predictions.shape}; pass what predict() returns."
+            )
+        if self.activation != "softmax":
+            shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
+            predictions = shifted / shifted.sum(axis=1, keepdims=True)
+        if self.class_names is None and self.num_classes == 1000:
+            from keras_hub.utils import decode_imagenet_predictions
+
+            return decode_imagenet_predictions(predictions, top=top)
+        names = self.class_names or [str(index) for index in range(self.num_classes)]
+        order = np.argsort(-predictions, axis=1)[:, :top]
+        return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(predictions, order)]
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, with array inputs checked first."""
@@ -133,7 +303,9 @@ class SpikingTransformerImageClassifier(ImageClassifier):
     def check_images(self, images):
         """Raises a clear error for images this classifier cannot take."""
         shape = tuple(images.shape)
-        expected = self.backbone.image_shape
+        height, width, channels = self.backbone.image_shape
+        channels_first = self.backbone.image_layout == "channels_first"
+        layout = "(batch, C, H, W)" if channels_first else "(batch, H, W, C)"
         dtype_kind = getattr(getattr(images, "dtype", None), "kind", None)
         try:
             dtype = keras.backend.standardize_dtype(images.dtype)
@@ -148,26 +320,27 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             )
         if len(shape) != 4:
             raise ValueError(
-                f"Expected a batch of images shaped (batch, H, W, C), got "
-                f"shape {shape}. Add a batch axis for a single image: "
-                "images[None]."
+                f"Expected a batch of images shaped {layout}, got shape {shape}. Add a "
+                "batch axis for a single image: images[None]."
             )
         if shape[0] == 0:
             raise ValueError(
                 f"Got an empty batch of images (shape {shape}); pass at least one image."
             )
-        if shape[-1] != expected[-1]:
+        spatial = shape[2:] if channels_first else shape[1:3]
+        if shape[self.backbone.channel_axis] != channels:
+            other = "(0, 2, 3, 1)" if channels_first else "(0, 3, 1, 2)"
             raise ValueError(
-                f"Expected {expected[-1]}-channel images (channels last), got "
-                f"shape {shape}. Convert the images, or transpose NCHW input "
-                "with np.transpose(images, (0, 2, 3, 1))."
+                f"Expected {channels}-channel images shaped {layout} (data_format="
+                f"'{self.backbone.image_layout}'), got shape {shape}. Convert the images, "
+                f"or transpose them with np.transpose(images, {other})."
             )
         if self.preprocessor is None:
-            if tuple(shape[1:3]) != tuple(expected[:2]):
+            if tuple(spatial) != (height, width):
                 raise ValueError(
-                    f"This classifier takes preprocessed {expected} images, "
-                    f"got shape {shape}. Resize and normalise them, or attach "
-                    "the preset's preprocessor."
+                    f"This classifier takes preprocessed {height}x{width} images, got "
+                    f"shape {shape}. Resize and normalise them, or attach the preset's "
+                    "preprocessor."
                 )
             if not keras.backend.is_float_dtype(dtype):
                 raise TypeError(
@@ -182,3 +355,62 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 "The images contain NaN or infinite values; clean the input "
                 "(e.g. np.nan_to_num) before predicting."
             )
+
+def _resolve_preset(preset, load_weights):
+    """The preset directory or handle to load, after checking that it can
+    be loaded; raises a clear error otherwise (nothing is built yet)."""
+    registry = load_registry()["presets"]
+    if preset in registry:
+        if load_weights and not registry[preset]["weights"]:
+            raise ValueError(
+                f"Preset '{preset}' has no published weights. Build it with random "
+                "weights using `load_weights=False`; get weights by training it "
+                f"(`kst-train --preset {preset}`) or, for the sdt_*/st_* ImageNet sizes, "
+                "by converting an SDT checkpoint (`kst-convert-sdt`)."
+            )
+        return preset_directory(preset)
+    if preset.startswith(files.HUB_SCHEMES):
+        files.check_preset_files(preset)
+        return preset
+    directory = os.path.expanduser(preset)
+    if os.path.isdir(directory) or files.looks_like_path(preset):
+        files.check_preset_directory(directory)
+        files.check_preset_files(directory)
+        return directory
+    close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(
+        f"Unknown preset '{preset}': it is no built-in name and no directory of that "
+        f"name exists.{hint} Use a built-in name (keras_spiking_tf.list_presets()), "
+        "the path of a preset directory, or a hf://, kaggle:// or gs:// handle."
+    )
+
+
+def _saved_dtype_policy(preset):
+    """The mixed dtype policy name a preset was saved with, else None."""
+    dtype = files.read_preset_json(preset, "config.json").get("config", {}).get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    return name if isinstance(name, str) and name.startswith("mixed_") else None
+
+
+def _with_backbone_overrides(preset, model, overrides, load_weights):
+    """`model` rebuilt with backbone arguments changed (e.g. `time_steps`,
+    `attention`: neither changes a weight's shape), then the preset's weights
+    loaded into it."""
+    config = {**model.backbone.get_config(), **overrides}
+    rebuilt = SpikingTransformerImageClassifier(
+        backbone=SpikingTransformerBackbone.from_config(config),
+        num_classes=model.num_classes,
+        preprocessor=model.preprocessor,
+        activation=model.activation,
+        head_dtype=model.head_dtype,
+        class_names=model.class_names,
+    )
+    if load_weights:
+        from keras_hub.src.utils.preset_utils import get_file
+
+        rebuilt.backbone.load_weights(get_file(preset, "model.weights.h5"))
+        task = files.read_preset_json(preset, "task.json")
+        if model.num_classes == task["config"]["num_classes"]:
+            rebuilt.load_task_weights(get_file(preset, "task.weights.h5"))
+    return rebuilt

@@ -1,4 +1,4 @@
-"""Resize and normalisation for Spiking Transformer inputs (SPEC §6)."""
+"""Resize and normalisation for Spiking Transformer inputs (design.md §6)."""
 
 import keras
 from keras_hub.layers import ImageConverter

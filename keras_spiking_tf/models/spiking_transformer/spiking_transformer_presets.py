@@ -1,9 +1,24 @@
-"""The built-in preset registry, read from `presets/presets.json`.
+"""The built-in Spiking Transformer presets, in KerasHub's registry.
 
-`presets/presets.json` (installed with the package as
-`keras_spiking_tf/presets/`) holds every preset's architecture, dataset,
-parameter count and paper accuracy, and, for presets that ship weights, the
-preset directory beside it with SHA-256 checksums of its weight files.
+`keras_spiking_tf/presets/presets.json` is the registry: every preset's
+architecture, data set (image size, normalisation, class names),
+trainable-parameter count and published accuracy. Beside it lies one
+KerasHub preset directory per preset (`<name>/`: `config.json`,
+`task.json`, `preprocessor.json`, `metadata.json`, a `README.md` model card,
+and, for presets with published weights, `model.weights.h5` and
+`task.weights.h5`), written from the registry by `tools/write_presets.py`.
+
+`backbone_presets` lists them in KerasHub's format; `__init__.py` registers
+them with `keras_hub`, so KerasHub's own loading finds them by name:
+`keras_hub.models.ImageClassifier.from_preset("st_2_64_digits")`,
+`keras_hub.models.Backbone.from_preset(...)`, and
+`SpikingTransformerImageClassifier.presets` lists them.
+
+Example:
+
+```python
+list_presets()["st_8_512_imagenet"]["params"]   # 29689384
+```
 """
 
 import functools
@@ -12,8 +27,13 @@ from importlib import resources
 
 
 def preset_root():
-    """The directory holding `presets.json` and shipped preset directories."""
+    """The directory holding `presets.json` and the preset directories."""
     return resources.files("keras_spiking_tf") / "presets"
+
+
+def preset_directory(name):
+    """The shipped preset directory of built-in preset `name`."""
+    return str(preset_root() / name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -23,9 +43,16 @@ def load_registry():
         return json.load(file)
 
 
-def backbone_config(entry):
-    """`SpikingTransformerBackbone` arguments of a registry entry."""
-    dataset = load_registry()["datasets"][entry["dataset"]]
+def dataset_of(name):
+    """The registry's data set entry of built-in preset `name`."""
+    registry = load_registry()
+    return registry["datasets"][registry["presets"][name]["dataset"]]
+
+
+def backbone_config(name):
+    """`SpikingTransformerBackbone` arguments of built-in preset `name`."""
+    entry = load_registry()["presets"][name]
+    dataset = dataset_of(name)
     return {
         "num_layers": entry["num_layers"],
         "hidden_dim": entry["hidden_dim"],
@@ -36,3 +63,69 @@ def backbone_config(entry):
         "image_shape": tuple(dataset["image_shape"]),
         "attention": entry["attention"],
     }
+
+
+def list_presets():
+    """Built-in presets: name -> metadata dict.
+
+    Each value has `description`, `attention`, `num_layers`, `hidden_dim`,
+    `num_heads`, `dataset`, `num_classes`, `class_names`, `image_size`,
+    `time_steps`, `params` (trainable parameters), `paper_accuracy` (top-1
+    %, or `None`), `weights_available` and `path` (the preset directory).
+
+    Example:
+
+    ```python
+    keras_spiking_tf.list_presets()["st_8_512_imagenet"]["params"]  # 29689384
+    ```
+    """
+    presets = {}
+    for name, entry in load_registry()["presets"].items():
+        dataset = dataset_of(name)
+        presets[name] = {
+            "description": entry["description"],
+            "attention": entry["attention"],
+            "num_layers": entry["num_layers"],
+            "hidden_dim": entry["hidden_dim"],
+            "num_heads": entry["num_heads"],
+            "dataset": entry["dataset"],
+            "num_classes": dataset["num_classes"],
+            "class_names": dataset["class_names"],
+            "image_size": tuple(dataset["image_shape"][:2]),
+            "time_steps": entry["time_steps"],
+            "params": entry["params"],
+            "paper_accuracy": entry["paper_accuracy"],
+            "weights_available": entry["weights"],
+            "path": preset_directory(name),
+        }
+    return presets
+
+
+def weights_available(preset):
+    """Whether `from_preset(preset)` can load weights: `False` only for a
+    built-in preset without published weights (directories and hub handles
+    carry their own)."""
+    entry = load_registry()["presets"].get(preset)
+    return entry is None or entry["weights"]
+
+
+def keras_hub_presets():
+    """The built-in presets in KerasHub's registry format."""
+    return {
+        name: {
+            "metadata": {
+                "description": meta["description"],
+                "params": meta["params"],
+                "path": "spiking_transformer",
+                "official_name": "SpikingTransformer",
+                "model_card": "https://arxiv.org/abs/2503.00226",
+            },
+            # KerasHub resolves a built-in name to this handle; a local
+            # directory is a handle like any other.
+            "kaggle_handle": meta["path"],
+        }
+        for name, meta in list_presets().items()
+    }
+
+
+backbone_presets = keras_hub_presets()

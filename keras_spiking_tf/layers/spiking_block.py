@@ -1,0 +1,82 @@
+"""The base of every block made of neurons: one way to build its sub-layers."""
+
+import keras
+
+from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
+from keras_spiking_tf.layers.lif import LIF
+
+
+def conv_kernel_initializer():
+    """SDT's initialisation of convolution and linear weights (design.md §3.4)."""
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+class SpikingBlock(keras.layers.Layer):
+    """A layer built from neurons, synaptic layers and BatchNorm.
+
+    Subclasses create their sub-layers with `neuron`, `dense`, `conv3x3` and
+    `batch_norm`, which give each the block's dtype policy, every neuron the
+    block's `neuron_config`, and every weight SDT's initialisation
+    (design.md §3.4). The sub-layers' names are the SDT checkpoint's
+    (design.md §5).
+
+    Args:
+        neuron_config: dict of `LIF` arguments shared by every neuron of the
+            block (`tau`, `v_threshold`, `surrogate`, ...); design.md §2.1's
+            defaults when `None`.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    ```python
+    class Gate(SpikingBlock):
+        def build(self, input_shape):
+            self.lif = self.neuron("lif")
+            self.fc = self.dense(input_shape[-1], "fc")
+
+        def call(self, inputs):
+            return inputs + self.fc(self.lif(inputs))
+    ```
+    """
+
+    def __init__(self, neuron_config=None, **kwargs):
+        super().__init__(**kwargs)
+        self.neuron_config = dict(neuron_config or {})
+
+    def neuron(self, name, neuron_class=LIF, **overrides):
+        """A neuron with the block's settings, `overrides` replacing some."""
+        config = {**self.neuron_config, **overrides}
+        return neuron_class(**config, dtype=self.dtype_policy, name=name)
+
+    def dense(self, units, name, use_bias=True):
+        """A per-token linear layer (SDT's 1x1 convolution)."""
+        return keras.layers.Dense(
+            units,
+            use_bias=use_bias,
+            kernel_initializer=conv_kernel_initializer(),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def conv3x3(self, filters, name):
+        """A 3x3 convolution, stride 1, padding 1, no bias (SDT's SPS), on
+        channels-last tensors whatever `keras.config.image_data_format()`
+        says (a channels-first backbone transposes its input once)."""
+        return keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            data_format="channels_last",
+            kernel_initializer=conv_kernel_initializer(),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def batch_norm(self, name):
+        return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
+
+    def get_config(self):
+        config = super().get_config()
+        config["neuron_config"] = self.neuron_config
+        return config
