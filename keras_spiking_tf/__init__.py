@@ -20,6 +20,7 @@ with quiet_tensorflow_start_for_tools():
     from keras_spiking_tf.edge_export import load_exported
     from keras_spiking_tf.models.spiking_transformer import from_preset
     from keras_spiking_tf.models.spiking_transformer import list_presets
+    from keras_spiking_tf.models.spiking_transformer import predict_anytime
     from keras_spiking_tf.models.spiking_transformer import save_to_preset
     from keras_spiking_tf.models.spiking_transformer import upload_preset
 

@@ -8,7 +8,7 @@
 # keras_spiking_tf was imported from the checkout anyway.
 #
 # Whole suite on the TensorFlow backend, two workers; then the layer and
-# model tests again on JAX and PyTorch. Slow tests are excluded (-m "not slow").
+# model and streaming tests again on JAX and PyTorch. Slow tests are excluded (-m "not slow").
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 scratch="$(mktemp -d)"
@@ -23,6 +23,7 @@ KERAS_BACKEND=tensorflow "${pytest[@]}" "$repo/tests" || status=$?
 for backend in jax torch; do
   KERAS_BACKEND=$backend "${pytest[@]}" \
     "$repo/tests/test_neurons.py" "$repo/tests/test_attention.py" "$repo/tests/test_models.py" \
+    "$repo/tests/test_streaming.py" \
     || status=$?
 done
 exit $status

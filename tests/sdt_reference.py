@@ -117,12 +117,13 @@ class Attention(nn.Module):
     out = U + BN(conv1x1_with_bias(A)).
     """
 
-    def __init__(self, dim, num_heads=8, attention="sdsa"):
+    def __init__(self, dim, num_heads=8, attention="sdsa", erode=False):
         super().__init__()
         if attention not in ("sdsa", "a2os2a"):
             raise ValueError(f"unsupported attention {attention!r}")
         self.attention = attention
         self.num_heads = num_heads
+        self.erode = erode
         self.shortcut_lif = MultiStepLIF()
         for name in ("q", "k", "v"):
             setattr(self, f"{name}_conv", nn.Conv2d(dim, dim, 1, bias=False))
@@ -149,6 +150,14 @@ class Attention(nn.Module):
         x = x.reshape(steps, batch, self.num_heads, head_dim, height * width)
         return x.transpose(-1, -2)
 
+    def _erode(self, x):
+        """SDT's CIFAR10-DVS `Erode`: MaxPool3d((1, 3, 3), stride 1, padding
+        (0, 1, 1)) on `(T, B, C, H, W)`, i.e. a 3x3 max per step and channel."""
+        if not self.erode:
+            return x
+        steps = x.shape[0]
+        return _unfold(nn.functional.max_pool2d(_fold(x), 3, stride=1, padding=1), steps)
+
     def forward(self, u):
         steps, batch, channels, height, width = u.shape
         spikes = _fold(self.shortcut_lif(u))
@@ -156,16 +165,16 @@ class Attention(nn.Module):
         k = _unfold(self.k_bn(self.k_conv(spikes)), steps)
         v = _unfold(self.v_bn(self.v_conv(spikes)), steps)
         if self.attention == "sdsa":
-            q, k, v = self.q_lif(q), self.k_lif(k), self.v_lif(v)
-            kv = (k * v).sum(dim=(3, 4), keepdim=True)  # over tokens, per channel
-            attended = q * self.talking_heads_lif(kv)
+            q, k, v = self.q_lif(q), self._erode(self.k_lif(k)), self._erode(self.v_lif(v))
+            kv = self._erode(k * v).sum(dim=(3, 4), keepdim=True)  # over tokens, per channel
+            attended = self._erode(q * self.talking_heads_lif(kv))
         else:
             q = self._heads(self.q_lif(q))
-            k = self._heads(torch.relu(k))
-            v = self._heads(self.v_lif(v))
+            k = self._heads(self._erode(torch.relu(k)))
+            v = self._heads(self._erode(self.v_lif(v)))
             product = (q @ k.transpose(-1, -2)) @ v  # (T, B, heads, N, d)
             product = product.transpose(-1, -2)
-            attended = self.attn_lif(product.reshape(u.shape))
+            attended = self._erode(self.attn_lif(product.reshape(u.shape)))
         return u + _unfold(self.proj_bn(self.proj_conv(_fold(attended))), steps)
 
 
@@ -190,9 +199,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, num_heads, mlp_ratio, attention):
+    def __init__(self, dim, num_heads, mlp_ratio, attention, erode=False):
         super().__init__()
-        self.attn = Attention(dim, num_heads, attention)
+        self.attn = Attention(dim, num_heads, attention, erode)
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, u):
@@ -202,8 +211,10 @@ class Block(nn.Module):
 class SDTReference(nn.Module):
     """SDT image classifier: SPS, `num_layers` blocks, spiking head (design.md §1).
 
-    Input: normalised images `(B, C, H, W)` (NCHW). Output: logits `(B, K)`.
-    Head: mean over tokens -> LIF over T -> Linear at each step -> mean over T.
+    Input: normalised images `(B, C, H, W)` (NCHW), repeated over T, or, as
+    SDT's forward does with a 5-D input, frame sequences `(T, B, C, H, W)`
+    used as they are. Output: logits `(B, K)`. Head: mean over tokens -> LIF
+    over T -> Linear at each step -> mean over T.
     """
 
     def __init__(
@@ -217,18 +228,22 @@ class SDTReference(nn.Module):
         num_heads=8,
         mlp_ratio=4,
         attention="sdsa",
+        erode=False,
     ):
         super().__init__()
         self.time_steps = time_steps
         self.patch_embed = PatchSplitting(in_channels, dim, pooling)
         self.block = nn.ModuleList(
-            [Block(dim, num_heads, mlp_ratio, attention) for _ in range(num_layers)]
+            [Block(dim, num_heads, mlp_ratio, attention, erode) for _ in range(num_layers)]
         )
         self.head_lif = MultiStepLIF()
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, images):
-        x = images.unsqueeze(0).repeat(self.time_steps, 1, 1, 1, 1)
+        if images.dim() == 5:
+            x = images  # frames (T, B, C, H, W)
+        else:
+            x = images.unsqueeze(0).repeat(self.time_steps, 1, 1, 1, 1)
         u = self.patch_embed(x)
         for block in self.block:
             u = block(u)

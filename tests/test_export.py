@@ -46,6 +46,7 @@ from conftest import tool_command  # noqa: E402
 from keras_spiking_tf.edge_export import ExportError  # noqa: E402
 from keras_spiking_tf.edge_export import ExportVerificationError  # noqa: E402
 from keras_spiking_tf.edge_export import export  # noqa: E402
+from keras_spiking_tf.analysis import calibrate_batch_norm  # noqa: E402
 from keras_spiking_tf.edge_export import litert_ops  # noqa: E402
 from keras_spiking_tf.edge_export import load_exported  # noqa: E402
 from keras_spiking_tf.training.datasets import load_digits_arrays  # noqa: E402
@@ -414,3 +415,39 @@ def test_export_tool_writes_report(tmp_path):
     assert report["accuracy_keras"] >= 0.95 and report["accuracy_exported"] >= 0.95
     assert "top-1 agreement" in result.stdout
     assert listing(output.parent) == ["digits.tflite"]
+
+
+# --- the step model: one frame per call, explicit state -----------------------------
+
+
+@pytest.mark.parametrize("format,suffix", [("litert", ".tflite"), ("onnx", ".onnx")])
+def test_exported_step_model_steps_like_the_keras_multi_step_model(tmp_path, format, suffix):
+    from keras_spiking_tf.edge_export import export_step_model
+    from keras_spiking_tf.edge_export import load_step_model
+
+    model = keras_spiking_tf.from_preset("st_2_64_event_digits", load_weights=False, num_layers=1,
+                                         hidden_dim=32, time_steps=3)
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(0.8, (6, 3, 16, 16, 2)).astype("float32")
+    calibrate_batch_norm(model, frames)  # random weights: give the neurons realistic inputs
+    path = tmp_path / f"step{suffix}"
+    report = export_step_model(model, str(path), format=format, verification_inputs=frames)
+    assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] <= 1e-5
+    assert report["max_abs_diff_to_multi_step"] <= 1e-5
+    assert report["num_states"] == len(report["state_shapes"]) > 10
+    assert report["step_latency_ms_median"] > 0
+    ops = litert_ops(path.read_bytes()) if format == "litert" else _onnx_op_types(path)
+    assert not {"WHILE", "Loop", "Scan", "VAR_HANDLE", "READ_VARIABLE"} & set(ops)
+    # Stepping the file by hand: the state goes in and out explicitly.
+    runner = load_step_model(str(path))
+    state = runner.initial_state(len(frames))
+    for t in range(3):
+        logits, _, state = runner(frames[:, t], state)
+    np.testing.assert_allclose(logits, model.predict(frames, verbose=0), atol=1e-5, rtol=0)
+    assert listing(tmp_path) == [path.name]
+
+
+def _onnx_op_types(path):
+    import onnx
+
+    return [node.op_type for node in onnx.load(str(path)).graph.node]

@@ -61,7 +61,7 @@ def test_keras_hub_from_preset_by_name_gives_our_classifier_with_the_shipped_wei
 
 def test_presets_are_listed_by_keras_hub():
     names = set(keras_spiking_tf.list_presets())
-    assert len(names) == 31
+    assert len(names) == 38
     assert set(SpikingTransformerImageClassifier.presets) == names
     assert set(SpikingTransformerBackbone.presets) == names
     assert names <= set(keras_hub.models.ImageClassifier.presets)
@@ -92,7 +92,7 @@ def test_keras_hub_loading_verifies_checksums_too(tmp_path):
 
 def test_shipped_preset_directories_match_the_registry():
     """Every registry entry has its preset directory, whose configs say what
-    the registry says (a cheap check of all 31; the full regeneration of a
+    the registry says (a cheap check of all 38; the full regeneration of a
     few is the next test)."""
     for name, meta in keras_spiking_tf.list_presets().items():
         directory = meta["path"]

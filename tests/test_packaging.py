@@ -85,10 +85,12 @@ def test_sdist_carries_every_data_file(tmp_path):
 def test_installed_package_has_its_recipes_and_presets():
     """Run against the installed copy (under tests/run.sh): what a user's
     `pip install .` gives must read its own data files."""
-    assert builtin_recipes() == ["cifar", "digits", "imagenet"]
+    assert builtin_recipes() == ["cifar", "cifar10_dvs", "digits", "dvs_gesture_t10",
+                                 "dvs_gesture_t16", "event_digits", "imagenet", "nmnist"]
     assert load_recipe("digits").epochs == 30
     presets = keras_spiking_tf.list_presets()
-    assert len(presets) == 31 and presets["st_2_64_digits"]["weights_available"]
+    assert len(presets) == 38 and presets["st_2_64_digits"]["weights_available"]
+    assert presets["st_2_64_event_digits"]["weights_available"]
 
 
 @pytest.mark.skipif(os.environ.get("KST_TEST_INSTALLED") != "1",

@@ -56,6 +56,12 @@ DATASETS = {
     "cifar100": {"num_classes": 100, "image_size": (32, 32), "channels": 3, "tokens": 64},
     "imagenet": {"num_classes": 1000, "image_size": (224, 224), "channels": 3, "tokens": 196},
     "digits": {"num_classes": 10, "image_size": (16, 16), "channels": 1, "tokens": 16},
+    # Event frames (design.md §9): two polarity channels. DVS128 Gesture
+    # 128x128 with "0111": three pools, 128 -> 16, 256 tokens; CIFAR10-DVS
+    # 64x64 with "0011": 64 -> 16, 256 tokens; the offline set 16x16, 16.
+    "dvs_gesture": {"num_classes": 11, "image_size": (128, 128), "channels": 2, "tokens": 256},
+    "cifar10_dvs": {"num_classes": 10, "image_size": (64, 64), "channels": 2, "tokens": 256},
+    "event_digits": {"num_classes": 10, "image_size": (16, 16), "channels": 2, "tokens": 16},
 }
 
 DOCUMENTED_KEYS = {
@@ -82,7 +88,8 @@ FAST_PRESETS = {
     "st_4_384_cifar10", "st_2_512_cifar10", "st_2_256_cifar100",
     "st_4_256_cifar100", "st_2_384_cifar100", "st_4_384_cifar100",
     "st_2_512_cifar100", "sdt_2_256_cifar10", "sdt_2_256_cifar100",
-    "st_8_512_imagenet", "st_2_64_digits",
+    "st_8_512_imagenet", "st_2_64_digits", "st_2_64_event_digits",
+    "st_2_256_dvs_gesture_t16", "sdt_2_256_cifar10_dvs",
 }
 
 
@@ -98,17 +105,21 @@ def closed_form_params(num_layers, hidden_dim, num_classes, channels=3):
 
 
 def parse_name(name):
-    family, layers, dim, dataset = name.split("_")
+    """`(family, L, D, dataset)`; `dvs_gesture_t16` is data set `dvs_gesture`."""
+    family, layers, dim, dataset = name.split("_", 3)
+    if dataset.startswith("dvs_gesture_t"):
+        dataset = "dvs_gesture"
     return family, int(layers), int(dim), dataset
 
 
 def expected_params(name):
     _, layers, dim, dataset = parse_name(name)
-    classes = DATASETS[dataset]["num_classes"]
-    if (layers, dim, classes) in DESIGN_PARAMS:
+    classes, channels = DATASETS[dataset]["num_classes"], DATASETS[dataset]["channels"]
+    if channels == 3 and (layers, dim, classes) in DESIGN_PARAMS:
         return DESIGN_PARAMS[(layers, dim, classes)]
-    # Not in design.md's table (the digits preset): design.md §4's closed form.
-    return closed_form_params(layers, dim, classes, DATASETS[dataset]["channels"])
+    # Not in design.md's table (grey digits, two-channel event frames): the
+    # closed form, with C input channels (design.md §4, §9).
+    return closed_form_params(layers, dim, classes, channels)
 
 
 def trainable_count(model):
@@ -151,7 +162,11 @@ def test_list_presets_metadata():
         assert meta["dataset"] == dataset
         assert meta["num_classes"] == DATASETS[dataset]["num_classes"], name
         assert tuple(meta["image_size"]) == DATASETS[dataset]["image_size"], name
-        assert meta["time_steps"] == 4  # design.md §1: T = 4 in every published result
+        # design.md §1: T = 4 in every published image result; §9: SDT's event
+        # configurations (and 6 for the offline event set).
+        expected_steps = {"dvs_gesture": 10 if name.endswith("_t10") else 16,
+                          "cifar10_dvs": 10, "event_digits": 6}.get(dataset, 4)
+        assert meta["time_steps"] == expected_steps, name
         assert meta["params"] == expected_params(name), name
         assert meta["paper_accuracy"] == PAPER_ACCURACY.get(name), name
         assert isinstance(meta["weights_available"], bool)
@@ -173,7 +188,8 @@ def test_built_preset_params_and_tokens(name):
     assert count == expected_params(name)
     assert keras_spiking_tf.list_presets()[name]["params"] == count
     _, layers, dim, dataset = parse_name(name)
-    assert tuple(model.backbone.output.shape) == (None, 4, DATASETS[dataset]["tokens"], dim)
+    steps = keras_spiking_tf.list_presets()[name]["time_steps"]
+    assert tuple(model.backbone.output.shape) == (None, steps, DATASETS[dataset]["tokens"], dim)
     assert tuple(model.output.shape) == (None, DATASETS[dataset]["num_classes"])
     assert model.backbone.num_tokens == DATASETS[dataset]["tokens"]
     del model
@@ -216,7 +232,8 @@ def test_shipped_preset_loads_with_weights(name):
     model = keras_spiking_tf.from_preset(name)  # verifies the SHA-256s
     assert trainable_count(model) == expected_params(name)
     _, _, dim, dataset = parse_name(name)
-    assert tuple(model.backbone.output.shape) == (None, 4, DATASETS[dataset]["tokens"], dim)
+    steps = keras_spiking_tf.list_presets()[name]["time_steps"]
+    assert tuple(model.backbone.output.shape) == (None, steps, DATASETS[dataset]["tokens"], dim)
 
 
 def test_shipped_digits_preset_classifies_digits():

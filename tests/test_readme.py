@@ -25,7 +25,7 @@ def test_readme_presets_table_matches_the_registry():
         capture_output=True, text=True, check=True, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="3"),
     )
     table = result.stdout.strip()
-    assert table.count("\n") == 32  # header, rule, 31 presets
+    assert table.count("\n") == 39  # header, rule, 38 presets
     assert table in README, "README's Presets table is stale: rerun tools/presets_table.py"
 
 
@@ -61,8 +61,10 @@ def test_readme_python_examples_run_as_written(tmp_path):
     blocks = python_blocks(README)
     assert len(blocks) >= 5
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    # HOME in tmp_path: what the examples write under ~ (the offline event
+    # set in ~/.keras/datasets) stays out of the user's home.
     result = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path / "blocks.json")],
-                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
-                            timeout=1200)
+                            cwd=tmp_path, env=subprocess_env(HOME=str(tmp_path)),
+                            capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"ran {len(blocks)} blocks" in result.stdout

@@ -488,3 +488,41 @@ def test_convert_tool_end_to_end(tmp_path):
     )
     assert again.returncode != 0
     assert "--overwrite" in again.stdout + again.stderr
+
+
+# --- frame sequences (event-camera input) --------------------------------------------
+
+
+@pytest.mark.parametrize("attention,erode", [("sdsa", False), ("sdsa", True), ("a2os2a", True)])
+def test_frame_sequences_match_the_reference(attention, erode, monkeypatch):
+    """The frames path (`input_type="frames"`, 2 polarity channels, SDT's
+    CIFAR10-DVS erode) against the PyTorch SDT fed `(T, B, C, H, W)` frames,
+    as SDT's forward takes a 5-D input: logits and every spike."""
+    steps, image = 4, 16
+    reference = sdt_reference.SDTReference(
+        1, 32, 10, time_steps=steps, pooling="0011", in_channels=2, attention=attention,
+        erode=erode,
+    )
+    sdt_reference.randomize_(reference, seed=7, image_size=image)
+    backbone = SpikingTransformerBackbone(
+        num_layers=1, hidden_dim=32, time_steps=steps, pooling="0011",
+        image_shape=(image, image, 2), attention=attention, erode=erode, input_type="frames",
+    )
+    model = SpikingTransformerImageClassifier(backbone=backbone, num_classes=10)
+    convert_sdt_state_dict(reference.state_dict(), model)
+    rng = np.random.default_rng(8)
+    frames = rng.poisson(0.8, (BATCH, steps, image, image, 2)).astype("float32")
+    record, handles = sdt_reference.record_spikes(reference)
+    try:
+        with torch.no_grad():
+            torch_logits = reference(torch.from_numpy(np.transpose(frames, (1, 0, 4, 2, 3)))).numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch_spikes = {name: canonical_torch(s) for name, s in record.items()}
+    logits, spikes = run_keras(model, frames, monkeypatch)
+    assert np.std(torch_logits) > 0.01
+    np.testing.assert_allclose(logits, torch_logits, rtol=0, atol=LOGIT_TOLERANCE)
+    assert spikes.keys() == torch_spikes.keys()
+    for name, expected in torch_spikes.items():
+        assert np.mean(spikes[name] == expected) >= SPIKE_AGREEMENT, name

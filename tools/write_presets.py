@@ -43,7 +43,7 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets imp
 
 # The checkout's preset directories (not the installed copy's).
 PRESETS = Path(__file__).resolve().parents[1] / "keras_spiking_tf" / "presets"
-COMPARED_FILES = ("config.json", "task.json", "preprocessor.json", "image_converter.json")
+COMPARED_FILES = ("config.json", "task.json", "preprocessor.json", "image_converter.json")  # those present
 UNCOMPARED_METADATA = ("date_saved", "keras_version", "keras_hub_version", "weights_sha256")
 
 
@@ -51,13 +51,15 @@ def registry_classifier(name):
     """The classifier the registry describes, with random weights."""
     dataset = dataset_of(name)
     # Fixed layer names: Keras would number them per process otherwise.
-    converter = SpikingTransformerImageConverter.from_dataset_stats(
-        image_size=dataset["image_shape"][:2], mean=dataset["mean"], std=dataset["std"],
-        name="spiking_transformer_image_converter",
-    )
-    preprocessor = SpikingTransformerImageClassifierPreprocessor(
-        converter, name="spiking_transformer_image_classifier_preprocessor"
-    )
+    preprocessor = None  # frame sequences (event counts) go in as they are
+    if "mean" in dataset:
+        converter = SpikingTransformerImageConverter.from_dataset_stats(
+            image_size=dataset["image_shape"][:2], mean=dataset["mean"], std=dataset["std"],
+            name="spiking_transformer_image_converter",
+        )
+        preprocessor = SpikingTransformerImageClassifierPreprocessor(
+            converter, name="spiking_transformer_image_classifier_preprocessor"
+        )
     backbone = SpikingTransformerBackbone(
         **backbone_config(name), data_format=None, name="spiking_transformer_backbone"
     )
@@ -78,7 +80,8 @@ def save_configs(model, directory):
     saver._save_serialized_object(model.backbone, preset_utils.CONFIG_FILE)
     saver._save_metadata(model.backbone)
     saver._save_serialized_object(model, preset_utils.TASK_CONFIG_FILE)
-    model.preprocessor.save_to_preset(directory)
+    if model.preprocessor is not None:
+        model.preprocessor.save_to_preset(directory)
 
 
 def registry_metadata(name):
@@ -126,8 +129,9 @@ def comparable(directory):
     """The JSON files of a preset directory, less what changes on every save."""
     files = {}
     for filename in COMPARED_FILES:
-        with open(os.path.join(directory, filename), encoding="utf-8") as file:
-            files[filename] = json.load(file)
+        if os.path.exists(os.path.join(directory, filename)):
+            with open(os.path.join(directory, filename), encoding="utf-8") as file:
+                files[filename] = json.load(file)
     metadata = read_preset_metadata(directory)
     files["metadata.json"] = {k: v for k, v in metadata.items() if k not in UNCOMPARED_METADATA}
     files["has weights"] = os.path.exists(os.path.join(directory, "model.weights.h5"))

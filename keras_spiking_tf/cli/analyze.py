@@ -44,14 +44,21 @@ flags.DEFINE_integer("seed", 0, "Seed for random images and random initialisatio
 FLAGS = flags.FLAGS
 
 
-def raw_images(model, dataset, count, data_dir, seed):
-    height, width, channels = model.backbone.image_shape
+def model_inputs(model, dataset, count, data_dir, seed):
+    """`count` inputs of `model` (preprocessed images, or frame sequences):
+    the data set's first test samples, or random ones."""
+    backbone = model.backbone
+    height, width, channels = backbone.image_shape
+    frames = backbone.input_type == "frames"
     if dataset == "random":
         rng = np.random.default_rng(seed)
-        return rng.uniform(0, 255, (count, height, width, channels)).astype("float32")
-    splits = load_dataset(dataset, data_dir)
-    images = [image for image, _ in splits.test.take(count).as_numpy_iterator()]
-    return np.stack(images).astype("float32")
+        if frames:  # sparse event counts
+            return rng.poisson(0.3, (count, backbone.time_steps, height, width, channels)).astype("float32")
+        images = rng.uniform(0, 255, (count, height, width, channels)).astype("float32")
+    else:
+        splits = load_dataset(dataset, data_dir, time_steps=backbone.time_steps)
+        images = np.stack([x for x, _ in splits.test.take(count).as_numpy_iterator()]).astype("float32")
+    return images if model.preprocessor is None else model.preprocessor(images)
 
 
 def _main(argv):
@@ -62,7 +69,7 @@ def _main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
-    images = model.preprocessor(raw_images(model, FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed))
+    images = model_inputs(model, FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed)
     if not trained:
         calibrate_batch_norm(model, images)
     rates = firing_rates(model, images)

@@ -12,6 +12,8 @@ r"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline 
 `keras_spiking_tf/training/trainer.py` for what is written where.
 """
 
+import dataclasses
+
 from absl import flags
 
 from keras_spiking_tf.cli import tool
@@ -70,31 +72,10 @@ FLAGS = flags.FLAGS
 def _main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
-    jit = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
-    _, summary = run_training(
-        TrainConfig(
-            preset=FLAGS.preset,
-            dataset=FLAGS.dataset,
-            data_dir=FLAGS.data_dir,
-            recipe=FLAGS.recipe,
-            epochs=FLAGS.epochs,
-            batch_size=FLAGS.batch_size,
-            strategy=FLAGS.strategy,
-            tpu=FLAGS.tpu,
-            mixed_precision=FLAGS.mixed_precision,
-            output_dir=FLAGS.output_dir,
-            resume=FLAGS.resume,
-            seed=FLAGS.seed,
-            jit_compile=jit,
-            time_steps=FLAGS.time_steps,
-            attention=FLAGS.attention,
-            init_weights=FLAGS.init_weights,
-            checkpoint_every=FLAGS.checkpoint_every,
-            validation_fraction=FLAGS.validation_fraction,
-            verbose=FLAGS.verbose,
-        ),
-        announce=print,
-    )
+    # Every TrainConfig field is a flag of the same name.
+    values = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(TrainConfig)}
+    values["jit_compile"] = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
+    _, summary = run_training(TrainConfig(**values), announce=print)
     best = summary["best_test_accuracy"]
     print(
         f"test accuracy {summary['test_accuracy']:.4f} (final model; selected epoch "

@@ -27,3 +27,6 @@ from keras_spiking_tf.edge_export.runtime import litert_io_types
 from keras_spiking_tf.edge_export.runtime import litert_op_counts
 from keras_spiking_tf.edge_export.runtime import litert_ops
 from keras_spiking_tf.edge_export.runtime import load_exported
+from keras_spiking_tf.edge_export.streaming import StepRunner
+from keras_spiking_tf.edge_export.streaming import export_step_model
+from keras_spiking_tf.edge_export.streaming import load_step_model

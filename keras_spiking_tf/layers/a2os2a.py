@@ -44,12 +44,12 @@ class A2OS2A(SpikingSelfAttention):
 
     def attend(self, q, k, v):
         queries = split_heads(self.q_lif(q), self.num_heads)
-        keys = split_heads(ops.relu(k), self.num_heads)
-        values = split_heads(self.v_lif(v), self.num_heads)
+        keys = split_heads(self.eroded(ops.relu(k)), self.num_heads)
+        values = split_heads(self.eroded(self.v_lif(v)), self.num_heads)
         product = attention_product(
             queries, keys, values, self.product_association
         )
-        return self.attn_lif(merge_heads(product, self.time_steps))
+        return self.eroded(self.attn_lif(merge_heads(product, q.shape[1])))
 
     def products(self):
         # K = ReLU(BN(k)) is real-valued; Q is binary and V ternary, so both

@@ -18,6 +18,7 @@ class SpikingTransformerEncoderBlock(keras.layers.Layer):
         attn_v_threshold: threshold of the attention-internal neuron.
         neuron_config: dict of `LIF` arguments shared by all neurons.
         association: product order for `Q K^T V` (`"auto"` picks the cheaper).
+        erode: the attention's CIFAR10-DVS erode (see `SpikingSelfAttention`).
         **kwargs: standard layer arguments.
 
     Example:
@@ -36,6 +37,7 @@ class SpikingTransformerEncoderBlock(keras.layers.Layer):
         attn_v_threshold=0.5,
         neuron_config=None,
         association="auto",
+        erode=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,11 +47,13 @@ class SpikingTransformerEncoderBlock(keras.layers.Layer):
         self.attn_v_threshold = attn_v_threshold
         self.neuron_config = dict(neuron_config or {})
         self.association = association
+        self.erode = erode
         self.attn = get_attention_class(attention)(
             num_heads=num_heads,
             attn_v_threshold=attn_v_threshold,
             neuron_config=self.neuron_config,
             association=association,
+            erode=erode,
             dtype=self.dtype_policy,
             name="attn",
         )
@@ -80,6 +84,7 @@ class SpikingTransformerEncoderBlock(keras.layers.Layer):
                 "attn_v_threshold": self.attn_v_threshold,
                 "neuron_config": self.neuron_config,
                 "association": self.association,
+                "erode": self.erode,
             }
         )
         return config

@@ -1,5 +1,14 @@
-"""Multi-step spiking neurons: a neuron cell unrolled over the time axis."""
+"""Multi-step spiking neurons: a neuron cell unrolled over the time axis.
 
+Normally every sample's membranes start at 0 and only spikes leave the
+layer. Inside `explicit_membranes(initial)` (what streaming, one frame at a
+time, uses) each `LIF` layer instead starts from `initial[layer]` and
+records its last membrane in the returned `final[layer]`, so a network can be
+run step by step with its state passed in and out explicitly.
+"""
+
+import contextlib
+import contextvars
 import functools
 
 import keras
@@ -40,6 +49,48 @@ def integrate_and_fire(cell, inputs, backward):
         return ops.stack(spikes, axis=1), grad
 
     return run(inputs)
+
+
+_MEMBRANES = contextvars.ContextVar("explicit_membranes", default=None)
+
+
+@contextlib.contextmanager
+def explicit_membranes(initial):
+    """Runs the block with every `LIF` layer's membrane made explicit.
+
+    Args:
+        initial: dict `LIF layer -> membrane (batch, *features)` to start
+            from; a layer not in it starts from zeros.
+
+    Yields:
+        A dict `LIF layer -> last membrane`, filled as the layers run.
+
+    Example:
+
+    ```python
+    with explicit_membranes({}) as final:
+        spikes = lif(x)           # (batch, T, ...)
+    state = final[lif]            # membrane after the last step
+    ```
+    """
+    final = {}
+    token = _MEMBRANES.set((dict(initial), final))
+    try:
+        yield final
+    finally:
+        _MEMBRANES.reset(token)
+
+
+def integrate_from(cell, inputs, membrane):
+    """Forward-only run of `cell` over axis 1 from `membrane`: `(spikes,
+    last membrane)`, with exactly the arithmetic of `integrate_and_fire`."""
+    spikes = []
+    for x in ops.unstack(inputs, axis=1):
+        h = cell.charge(x, membrane)
+        s = cell.fire(h)
+        membrane = cell.reset(h, s)
+        spikes.append(s)
+    return ops.stack(spikes, axis=1), membrane
 
 
 def backpropagate_through_time(cell, charged, upstream):
@@ -163,6 +214,8 @@ class LIF(keras.layers.Layer):
                 f"(input shape {tuple(input_shape)})."
             )
 
+        self.feature_shape = tuple(input_shape[2:])
+
     def call(self, inputs):
         if not keras.backend.is_float_dtype(inputs.dtype):
             raise TypeError(
@@ -170,7 +223,15 @@ class LIF(keras.layers.Layer):
                 f"inputs (membrane potentials), got dtype {inputs.dtype}. "
                 "Cast first, e.g. keras.ops.cast(x, 'float32')."
             )
-        return integrate_and_fire(self.cell, inputs, self._backward)
+        membranes = _MEMBRANES.get()
+        if membranes is None:
+            return integrate_and_fire(self.cell, inputs, self._backward)
+        initial, final = membranes
+        start = initial.get(self)
+        start = ops.zeros_like(inputs[:, 0]) if start is None else ops.cast(start, inputs.dtype)
+        spikes, final[self] = integrate_from(self.cell, inputs, start)
+        return spikes
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

@@ -37,8 +37,9 @@ class SDSA(SpikingSelfAttention):
         self.kv_lif = self.neuron("kv_lif", v_threshold=self.attn_v_threshold)
 
     def attend(self, q, k, v):
-        key_value = ops.sum(self.k_lif(k) * self.v_lif(v), axis=2, keepdims=True)
-        return self.q_lif(q) * self.kv_lif(key_value)
+        keys, values = self.eroded(self.k_lif(k)), self.eroded(self.v_lif(v))
+        key_value = ops.sum(self.eroded(keys * values), axis=2, keepdims=True)
+        return self.eroded(self.q_lif(q) * self.kv_lif(key_value))
 
     def products(self):
         # Element-wise: K * V summed over tokens, then Q * KV, both on spikes.

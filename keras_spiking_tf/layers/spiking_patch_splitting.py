@@ -29,9 +29,12 @@ def max_pool_3x3_stride_2(x):
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class SpikingPatchSplitting(SpikingBlock):
-    """Turns images `(batch, H, W, C)` into membranes `(batch, T, N, D)`.
+    """Turns images `(batch, H, W, C)` or frame sequences `(batch, T, H, W, C)`
+    into membranes `(batch, T, N, D)`.
 
-    The image is repeated over `T` time steps (direct encoding), then:
+    An image is repeated over `time_steps` steps (direct encoding); a frame
+    sequence (event-camera frames, design.md §9) is used as it is, with its
+    own `T`. Then:
 
         stage 0..2: conv3x3 -> BN -> LIF -> [maxpool]   widths D/8, D/4, D/2
         stage 3:    conv3x3 -> BN -> [maxpool]           = x_feat (width D)
@@ -39,13 +42,14 @@ class SpikingPatchSplitting(SpikingBlock):
 
     `pooling` is a 4-character string of `0`/`1` switching the max pool after
     each stage ("0011" for 32x32 CIFAR -> 64 tokens, "1111" for 224x224
-    ImageNet -> 196 tokens). Stage 0 sees the same image at every step, so its
-    conv and BN run once and are repeated over `T`: identical values, and
-    identical BN statistics. Layer names mirror SDT's `patch_embed.*` keys.
+    ImageNet -> 196 tokens). For an image, stage 0 sees the same input at
+    every step, so its conv and BN run once and are repeated over `T`:
+    identical values, and identical BN statistics. Layer names mirror SDT's
+    `patch_embed.*` keys.
 
     Args:
         hidden_dim: token width `D` (divisible by 8).
-        time_steps: `T`.
+        time_steps: `T` for image inputs (frame sequences bring their own).
         pooling: the pooling pattern.
         neuron_config: dict of `LIF` arguments; design.md §2.1 defaults when `None`.
         **kwargs: standard layer arguments.
@@ -81,23 +85,34 @@ class SpikingPatchSplitting(SpikingBlock):
         self.rpe_bn = self.batch_norm("rpe_bn")
 
     def build(self, input_shape):
-        if len(input_shape) != 4:
+        if len(input_shape) not in (4, 5):
             raise ValueError(
-                "SpikingPatchSplitting expects images shaped (batch, H, W, C), "
-                f"got {tuple(input_shape)}."
+                "SpikingPatchSplitting expects images shaped (batch, H, W, C) or frame "
+                f"sequences shaped (batch, T, H, W, C), got {tuple(input_shape)}."
             )
-        shape = tuple(input_shape)
-        for conv, bn in zip(self.stage_convs, self.stage_bns):
+        shape = (input_shape[0], *input_shape[-3:])
+        steps = input_shape[1] if len(input_shape) == 5 else self.time_steps
+        for stage, (conv, bn, lif) in enumerate(zip(self.stage_convs, self.stage_bns, self.stage_lifs)):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             bn.build(shape)
+            if self.pooling[stage] == "1" and stage == 3:  # stage 3 pools before its neuron
+                shape = (shape[0], (shape[1] - 1) // 2 + 1, (shape[2] - 1) // 2 + 1, shape[3])
+            lif.build((shape[0], steps, *shape[1:]))
+            if self.pooling[stage] == "1" and stage < 3:
+                shape = (shape[0], (shape[1] - 1) // 2 + 1, (shape[2] - 1) // 2 + 1, shape[3])
         self.rpe_conv.build(shape)
         self.rpe_bn.build(shape)
 
-    def call(self, images, training=None):
-        steps = self.time_steps
-        x = self.stage_bns[0](self.stage_convs[0](images), training=training)
-        x = ops.repeat(ops.expand_dims(x, 1), steps, axis=1)
+    def call(self, inputs, training=None):
+        if len(inputs.shape) == 5:  # frames: every step is its own input
+            steps = inputs.shape[1]
+            x = self.stage_bns[0](self.stage_convs[0](fold_time(inputs)), training=training)
+            x = unfold_time(x, steps)
+        else:  # an image: the same input at every step
+            steps = self.time_steps
+            x = self.stage_bns[0](self.stage_convs[0](inputs), training=training)
+            x = ops.repeat(ops.expand_dims(x, 1), steps, axis=1)
         for stage in range(3):
             if stage > 0:
                 x = self.stage_convs[stage](fold_time(x))
@@ -115,11 +130,12 @@ class SpikingPatchSplitting(SpikingBlock):
         return ops.reshape(membrane, (-1, steps, height * width, dim))
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, _ = input_shape
+        batch, (height, width, _) = input_shape[0], input_shape[-3:]
+        steps = input_shape[1] if len(input_shape) == 5 else self.time_steps
         for flag in self.pooling:
             if flag == "1":
                 height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
-        return (batch, self.time_steps, height * width, self.hidden_dim)
+        return (batch, steps, height * width, self.hidden_dim)
 
     def get_config(self):
         config = super().get_config()

@@ -118,6 +118,10 @@ class SpikingSelfAttention(SpikingBlock):
             (`tau`, `v_threshold`, ...); design.md §2.1 defaults when `None`.
         association: `"auto"` (cheaper of the two), `"kv_first"` or
             `"qk_first"`; used by the variants with a `Q K^T V` product.
+        erode: SDT's CIFAR10-DVS "erode" (design.md §9): a 3x3 max pool,
+            stride 1, over the token grid of each time step (the tokens
+            must form a square grid), applied to K, V, SDSA's K*V and the
+            block's attention output. Off by default.
         **kwargs: standard layer arguments.
     """
 
@@ -129,6 +133,7 @@ class SpikingSelfAttention(SpikingBlock):
         attn_v_threshold=0.5,
         neuron_config=None,
         association="auto",
+        erode=False,
         **kwargs,
     ):
         super().__init__(neuron_config=neuron_config, **kwargs)
@@ -139,6 +144,7 @@ class SpikingSelfAttention(SpikingBlock):
         self.num_heads = int(num_heads)
         self.attn_v_threshold = float(attn_v_threshold)
         self.association = association
+        self.erode = bool(erode)
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -146,7 +152,13 @@ class SpikingSelfAttention(SpikingBlock):
                 f"{self.__class__.__name__} expects a membrane tensor shaped "
                 f"(batch, T, N, D), got {tuple(input_shape)}."
             )
-        _, self.time_steps, self.num_tokens, self.dim = input_shape
+        _, _, self.num_tokens, self.dim = input_shape
+        self.grid_side = int(round(self.num_tokens**0.5))
+        if self.erode and self.grid_side**2 != self.num_tokens:
+            raise ValueError(
+                f"erode=True pools over a square token grid, but there are {self.num_tokens} "
+                "tokens; use an image size whose token grid is square."
+            )
         if self.dim % self.num_heads:
             raise ValueError(
                 f"Width D={self.dim} is not divisible by num_heads="
@@ -178,6 +190,18 @@ class SpikingSelfAttention(SpikingBlock):
     def products(self):
         """The block's matrix products, a list of `AttentionProduct`."""
         raise NotImplementedError
+
+    def eroded(self, x):
+        """SDT's erode of `x` `(batch, T, N, C)` if `erode`, else `x`: a 3x3
+        max pool, stride 1 (symmetric padding, which a max ignores), over
+        each step's token grid."""
+        if not self.erode:
+            return x
+        steps, channels = x.shape[1], x.shape[-1]
+        grid = ops.reshape(x, (-1, self.grid_side, self.grid_side, channels))
+        pooled = ops.max_pool(grid, pool_size=3, strides=1, padding="same",
+                              data_format="channels_last")
+        return ops.reshape(pooled, (-1, steps, self.num_tokens, channels))
 
     def matrix_products(self, key_kind, values):
         """The two products of `Q K^T V` in the association computed, with
@@ -214,6 +238,7 @@ class SpikingSelfAttention(SpikingBlock):
                 "num_heads": self.num_heads,
                 "attn_v_threshold": self.attn_v_threshold,
                 "association": self.association,
+                "erode": self.erode,
             }
         )
         return config

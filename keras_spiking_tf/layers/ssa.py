@@ -40,12 +40,12 @@ class SSA(SpikingSelfAttention):
 
     def attend(self, q, k, v):
         queries = split_heads(self.q_lif(q), self.num_heads)
-        keys = split_heads(self.k_lif(k), self.num_heads)
-        values = split_heads(self.v_lif(v), self.num_heads)
+        keys = split_heads(self.eroded(self.k_lif(k)), self.num_heads)
+        values = split_heads(self.eroded(self.v_lif(v)), self.num_heads)
         product = attention_product(
             queries, keys, values, self.product_association
         )
-        return self.attn_lif(merge_heads(product, self.time_steps) * self.scale)
+        return self.eroded(self.attn_lif(merge_heads(product, q.shape[1]) * self.scale))
 
     def products(self):
         return self.matrix_products("binary", self.v_lif)

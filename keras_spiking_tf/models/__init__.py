@@ -10,3 +10,5 @@ from keras_spiking_tf.models.spiking_transformer import (
 from keras_spiking_tf.models.spiking_transformer import (
     SpikingTransformerImageConverter,
 )
+from keras_spiking_tf.models.spiking_transformer import SpikingTransformerStepModel
+from keras_spiking_tf.models.spiking_transformer import predict_anytime

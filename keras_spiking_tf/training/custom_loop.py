@@ -12,6 +12,12 @@ import tensorflow as tf
 from keras_spiking_tf.training.optimization import make_loss
 
 
+def _classifier_output(logits):
+    """The classifier's prediction from what the trained model returns: its
+    logits, or per-step logits `(batch, T, classes)` (TET), averaged over T."""
+    return tf.reduce_mean(logits, axis=1) if len(logits.shape) == 3 else logits
+
+
 class CustomLoop:
     """Trains `model` (compiled) under `strategy` with `strategy.run`.
 
@@ -43,7 +49,7 @@ class CustomLoop:
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.model.optimizer.apply_gradients(zip(gradients, variables))
-        self.train_accuracy.update_state(labels, logits)
+        self.train_accuracy.update_state(labels, _classifier_output(logits))
         return loss
 
     def _distributed_step(self, iterator):
@@ -51,8 +57,9 @@ class CustomLoop:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     def distribute(self, dataset):
-        preprocess = self.model.preprocessor
-        dataset = dataset.map(lambda x, y: (preprocess(x), y))
+        preprocess = getattr(self.model, "preprocessor", None)
+        if preprocess is not None:
+            dataset = dataset.map(lambda x, y: (preprocess(x), y))
         return self.strategy.experimental_distribute_dataset(dataset)
 
     def fit(self, stream, initial_epoch, epochs, steps_per_epoch, validation_data):
@@ -78,10 +85,11 @@ class CustomLoop:
         """`{"val_loss", "val_accuracy"}` on `dataset`, computed locally on
         every worker (no collective ops, so all workers agree)."""
         loss_sum, correct, count = 0.0, 0.0, 0
+        preprocess = getattr(self.model, "preprocessor", None)
         for images, labels in dataset:
-            logits = self._predict(self.model.preprocessor(images))
+            logits = self._predict(preprocess(images) if preprocess is not None else images)
             loss_sum += float(tf.reduce_sum(self.loss(labels, logits)))
-            hits = tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1))
+            hits = tf.equal(tf.argmax(_classifier_output(logits), -1), tf.argmax(labels, -1))
             correct += float(tf.reduce_sum(tf.cast(hits, tf.float32)))
             count += int(labels.shape[0])
         return {"val_loss": loss_sum / count, "val_accuracy": correct / count}

@@ -24,6 +24,7 @@ so every run of every seed validates on the same images:
 | `cifar10/cifar100` | TFDS, prepared in `data_dir`                             |
 | `imagenet2012`     | TFDS from the two ILSVRC2012 tars in `data_dir/manual`  |
 | `imagefolder:PATH` | TFDS `ImageFolder`: `PATH/{train,test}/<label>/<image>` |
+| `event_digits`, `dvs_gesture`, `cifar10_dvs`, `nmnist` | event cameras, through tonic: frame sequences (`event_data.py`) |
 """
 
 import dataclasses
@@ -36,7 +37,9 @@ DIGITS_SIZE = 16
 DEFAULT_VALIDATION_FRACTION = {"imagenet2012": 0.01}  # everything else: 0.1
 VALIDATION_SEED = 0
 IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "imagenet2012", "imagefolder:PATH")
+EVENT_DATASET_NAMES = ("event_digits", "dvs_gesture", "cifar10_dvs", "nmnist")
+DATASET_NAMES = ("digits", "cifar10", "cifar100", "imagenet2012", *EVENT_DATASET_NAMES,
+                 "imagefolder:PATH")
 
 
 @dataclasses.dataclass
@@ -109,7 +112,7 @@ def validation_indices(labels, fraction, seed=VALIDATION_SEED):
     return np.sort(held_out)
 
 
-def _rule(fraction, count, total):
+def describe_hold_out(fraction, count, total):
     return (
         f"{count} of the {total} training examples ({fraction:.0%}), held out "
         f"per class (stratified), seed {VALIDATION_SEED}"
@@ -129,7 +132,7 @@ def _from_arrays(x_train, y_train, x_test, y_test, num_classes, fraction):
         num_test=len(x_test),
         num_classes=num_classes,
         channels=x_train.shape[-1],
-        validation_rule=_rule(fraction, len(held_out), len(y_train)),
+        validation_rule=describe_hold_out(fraction, len(held_out), len(y_train)),
         class_names=[str(label) for label in range(num_classes)],
     )
 
@@ -167,7 +170,7 @@ def _stratified_tfds_splits(builder, train_split, test_split, fraction):
         num_test=_split_size(info, test_split, test),
         num_classes=info.features["label"].num_classes,
         channels=info.features["image"].shape[-1],
-        validation_rule=_rule(fraction, count, len(labels)),
+        validation_rule=describe_hold_out(fraction, count, len(labels)),
         class_names=list(info.features["label"].names),
     )
 
@@ -277,15 +280,18 @@ def check_dataset_name(name):
     raise ValueError(f"Unknown dataset {name!r}; use one of {list(DATASET_NAMES)}.")
 
 
-def load_dataset(name, data_dir=None, validation_fraction=None):
+def load_dataset(name, data_dir=None, validation_fraction=None, time_steps=None):
     """Loads a data set by name (see the module table) as `DataSplits`.
 
     Args:
-        name: `digits`, `cifar10`, `cifar100`, `imagenet2012` or
-            `imagefolder:PATH`.
-        data_dir: TFDS data directory.
+        name: `digits`, `cifar10`, `cifar100`, `imagenet2012`,
+            `imagefolder:PATH`, or an event data set (`event_digits`,
+            `dvs_gesture`, `cifar10_dvs`, `nmnist`; see `event_data.py`),
+            whose splits are frame sequences `(T, H, W, 2)`.
+        data_dir: TFDS data directory (event data sets: tonic's `save_to`).
         validation_fraction: the part of the training split held out for
             validation (default: 0.01 for imagenet2012, else 0.1).
+        time_steps: `T`, the frames per sequence (event data sets only).
 
     Example:
 
@@ -296,6 +302,12 @@ def load_dataset(name, data_dir=None, validation_fraction=None):
     """
     check_dataset_name(name)
     fraction = validation_fraction or DEFAULT_VALIDATION_FRACTION.get(name, 0.1)
+    if name in EVENT_DATASET_NAMES:
+        if not time_steps:
+            raise ValueError(f"Event data set {name!r} needs time_steps (frames per sequence).")
+        from keras_spiking_tf.training.event_data import load_event_dataset
+
+        return load_event_dataset(name, data_dir, time_steps, fraction)
     if name == "digits":
         return _from_arrays(*load_digits_arrays(), num_classes=10, fraction=fraction)
     if name in ("cifar10", "cifar100"):

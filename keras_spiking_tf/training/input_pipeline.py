@@ -1,5 +1,10 @@
 """tf.data pipelines: resize/crop, augmentation, mixing, batching (design.md §6).
 
+Images are `(H, W, C)` uint8 pixels; frame sequences (event data, design.md
+§9) are `(T, H, W, C)` event counts, resized frame by frame, flipped as a
+whole (every frame the same way), never clipped to 0..255 and never mixed
+or RandAugmented (no event recipe asks for it).
+
 Training streams are deterministic per epoch: epoch `e` is shuffled with a
 seed derived from `(seed, e)` (Python integers, one shuffled copy of the
 data per epoch, concatenated), so a run resumed at epoch `e`, step `k` sees exactly the
@@ -13,15 +18,27 @@ import keras
 import tensorflow as tf
 
 
+def is_frames(split):
+    """Whether a split holds frame sequences `(T, H, W, C)` rather than images."""
+    return len(split.element_spec[0].shape) == 4
+
+
 def eval_resize(image, image_size, crop_pct):
-    """Resize so the crop is `crop_pct` of the short side, then center crop."""
+    """Resize so the crop is `crop_pct` of the short side, then center crop
+    (of every frame, for a frame sequence)."""
     height, width = image_size
     if crop_pct >= 1.0:
         return tf.image.resize(image, (height, width))
     scaled = (int(math.floor(height / crop_pct)), int(math.floor(width / crop_pct)))
     image = tf.image.resize(image, scaled)
     top, left = (scaled[0] - height) // 2, (scaled[1] - width) // 2
-    return image[top : top + height, left : left + width]
+    return image[..., top : top + height, left : left + width, :]
+
+
+def flip_frames(frames):
+    """Flips a whole frame sequence left-right, with probability 0.5."""
+    return tf.cond(tf.random.uniform(()) < 0.5, lambda: tf.reverse(frames, axis=[-2]),
+                   lambda: frames)
 
 
 def random_resized_crop(image, image_size, scale, ratio=(3 / 4, 4 / 3)):
@@ -77,6 +94,13 @@ def make_train_stream(
     """
     augment = rand_augment_layer(recipe.rand_augment) if recipe.rand_augment else None
     train = splits.train
+    frames = is_frames(train)
+
+    def prepare_frames(sequence, label):
+        sequence = tf.image.resize(tf.cast(sequence, tf.float32), image_size)
+        if recipe.horizontal_flip:
+            sequence = flip_frames(sequence)
+        return sequence, tf.one_hot(label, num_classes)
 
     def prepare(image, label):
         image = tf.cast(image, tf.float32)
@@ -99,9 +123,9 @@ def make_train_stream(
     stream = epochs[0]
     for epoch_data in epochs[1:]:
         stream = stream.concatenate(epoch_data)
-    stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    stream = stream.map(prepare_frames if frames else prepare, num_parallel_calls=tf.data.AUTOTUNE)
     stream = stream.batch(batch_size, drop_remainder=True)
-    if mix and recipe.mixes:
+    if mix and recipe.mixes and not frames:
         stream = stream.map(batch_mixer(recipe), num_parallel_calls=tf.data.AUTOTUNE)
     return stream.prefetch(tf.data.AUTOTUNE)
 
@@ -136,9 +160,11 @@ def make_eval_dataset(split, recipe, image_size, batch_size, num_classes):
     """Batches of `(float32 0..255 images, one-hot labels)` of an evaluation
     split (validation or test), resized and cropped as the recipe says."""
 
+    frames = is_frames(split)
+
     def prepare(image, label):
         image = eval_resize(tf.cast(image, tf.float32), image_size, recipe.crop_pct)
-        return _clip_pixels(image), tf.one_hot(label, num_classes)
+        return (image if frames else _clip_pixels(image)), tf.one_hot(label, num_classes)
 
     data = split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)

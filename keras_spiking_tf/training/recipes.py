@@ -1,7 +1,7 @@
 """Training recipes: the paper's hyper-parameters as data files (design.md §6).
 
 A recipe is a JSON file; the built-in ones live in `training/recipes/`
-(`cifar`, `imagenet`, `digits`). `load_recipe` accepts a built-in name or a
+(`cifar`, `imagenet`, `digits`, and the event-camera recipes `event_digits`, `dvs_gesture_t16`, `dvs_gesture_t10`, `cifar10_dvs`, `nmnist`). `load_recipe` accepts a built-in name or a
 path to your own file with the same keys.
 """
 
@@ -9,6 +9,8 @@ import dataclasses
 import json
 import os
 from importlib import resources
+
+LOSSES = ("cross_entropy", "tet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Recipe:
         mix_off_epoch: epoch from which mixing stops (`None`: never).
         label_smoothing: for the cross-entropy loss.
         mixed_precision: `None` or a Keras dtype policy name.
+        loss: `"cross_entropy"` (on the mean over T of the logits) or
+            `"tet"` (Deng et al. 2022, design.md §9: on every step's logits).
+        tet_lambda, tet_phi: the TET loss's MSE weight and target.
     """
 
     description: str
@@ -60,6 +65,9 @@ class Recipe:
     mix_off_epoch: int | None
     label_smoothing: float
     mixed_precision: str | None
+    loss: str = "cross_entropy"
+    tet_lambda: float = 0.001
+    tet_phi: float = 1.0
 
     @property
     def total_epochs(self):
@@ -100,8 +108,9 @@ def load_recipe(name_or_path, **overrides):
         )
     values.update({k: v for k, v in overrides.items() if v is not None})
     fields = {f.name for f in dataclasses.fields(Recipe)}
+    required = {f.name for f in dataclasses.fields(Recipe) if f.default is dataclasses.MISSING}
     unknown = sorted(set(values) - fields)
-    missing = sorted(fields - set(values))
+    missing = sorted(required - set(values))
     if unknown or missing:
         raise ValueError(
             f"Recipe {name_or_path!r} has unknown keys {unknown} and lacks "
@@ -111,4 +120,6 @@ def load_recipe(name_or_path, **overrides):
         raise ValueError(f"Recipe optimizer must be 'adamw' or 'lamb', got {values['optimizer']!r}.")
     if values["schedule_unit"] not in ("epoch", "step"):
         raise ValueError("Recipe schedule_unit must be 'epoch' or 'step'.")
+    if values.get("loss", "cross_entropy") not in LOSSES:
+        raise ValueError(f"Recipe loss must be one of {list(LOSSES)}, got {values['loss']!r}.")
     return Recipe(**values)

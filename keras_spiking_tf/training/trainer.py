@@ -34,6 +34,9 @@ from keras_spiking_tf.models.spiking_transformer import save_to_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
     read_preset_metadata,
 )
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+    preset_architecture,
+)
 from keras_spiking_tf.layers.attention_variants import ATTENTIONS
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
@@ -45,15 +48,28 @@ from keras_spiking_tf.training.distribution import is_chief
 from keras_spiking_tf.training.distribution import make_strategy
 from keras_spiking_tf.training.distribution import replica_count
 from keras_spiking_tf.training.distribution import strategy_scope
+from keras_spiking_tf.training.input_pipeline import is_frames
 from keras_spiking_tf.training.input_pipeline import make_eval_dataset
 from keras_spiking_tf.training.input_pipeline import make_train_stream
 from keras_spiking_tf.training.input_pipeline import steps_per_epoch
+from keras_spiking_tf.training.optimization import MeanOverTimeAccuracy
 from keras_spiking_tf.training.optimization import make_loss
 from keras_spiking_tf.training.optimization import make_optimizer
 from keras_spiking_tf.training.precision import resolve_dtype_policy
 from keras_spiking_tf.training.recipes import load_recipe
 
-DEFAULT_RECIPES = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet2012": "imagenet"}
+DEFAULT_RECIPES = {
+    "digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet2012": "imagenet",
+    "event_digits": "event_digits", "cifar10_dvs": "cifar10_dvs", "nmnist": "nmnist",
+    "dvs_gesture": "dvs_gesture_t16",  # dvs_gesture_t10 at T = 10 (default_recipe)
+}
+
+
+def default_recipe(dataset, time_steps):
+    """The recipe a data set trains with unless `--recipe` says otherwise."""
+    if dataset == "dvs_gesture" and time_steps == 10:
+        return "dvs_gesture_t10"
+    return DEFAULT_RECIPES.get(dataset, "cifar")
 RUNS_DIRECTORY = "runs"
 
 
@@ -145,9 +161,16 @@ class TrainConfig:
         check_dataset_name(self.dataset)
 
 
+def preset_time_steps(config):
+    """The `T` a run trains with: `--time_steps`, else the preset's."""
+    if config.time_steps is not None:
+        return config.time_steps
+    return preset_architecture(config.preset)["time_steps"]
+
+
 def resolve_recipe(config):
     """The recipe with `epochs`/`batch_size` overrides applied."""
-    name = config.recipe or DEFAULT_RECIPES.get(config.dataset, "cifar")
+    name = config.recipe or default_recipe(config.dataset, preset_time_steps(config))
     recipe = load_recipe(name, batch_size=config.batch_size)
     if config.epochs is not None:
         scale = config.epochs / recipe.total_epochs
@@ -239,6 +262,14 @@ def build_model(config, splits, dtype_policy):
             class_names=splits.class_names, **overrides,
         )
     model.class_names = splits.class_names  # the data set's names, saved with the model
+    frames = is_frames(splits.train)
+    if frames != (model.backbone.input_type == "frames"):
+        raise ValueError(
+            f"Preset '{config.preset}' takes {model.backbone.input_type} inputs but dataset "
+            f"'{config.dataset}' yields {'frame sequences' if frames else 'images'}; pick a "
+            + ("frames preset (e.g. st_2_64_event_digits)" if frames else "preset for images")
+            + " for this data set."
+        )
     channels = model.backbone.image_shape[-1]
     if channels != splits.channels:
         raise ValueError(
@@ -275,6 +306,11 @@ def _energy_images(splits, image_size, recipe):
     return next(iter(batches.as_numpy_iterator()))[0]
 
 
+def _model_inputs(model, images):
+    """What `model(...)` takes: `images` through its preprocessor, if any."""
+    return images if model.preprocessor is None else model.preprocessor(images)
+
+
 def accuracy_on(model, dataset):
     """Top-1 accuracy of `model` (raw images in) on batches of
     `(images, one-hot labels)`."""
@@ -298,7 +334,7 @@ def _final_record(config, recipe, dtype_policy, splits, epochs_completed, select
         "training": {
             "epochs_completed": epochs_completed, "epochs": recipe.total_epochs,
             "selected": selected, "val_accuracy": val_accuracy,
-            "recipe": config.recipe or DEFAULT_RECIPES.get(config.dataset, "cifar"),
+            "recipe": config.recipe or default_recipe(config.dataset, preset_time_steps(config)),
             "dtype_policy": dtype_policy, "seed": config.seed, "preset": config.preset,
         },
         "evaluation": {
@@ -309,12 +345,24 @@ def _final_record(config, recipe, dtype_policy, splits, epochs_completed, select
     }
 
 
-def _best_preset_saver(directory, chief):
-    def save(model, epoch, val_accuracy):
+def _best_preset_saver(directory, chief, classifier):
+    """The `on_new_best` callback: saves `classifier` (also when what is
+    fitted is its per-step model, for the TET loss)."""
+
+    def save(_, epoch, val_accuracy):
         if chief:
-            save_to_preset(model, directory, metadata=_training_record(epoch + 1, val_accuracy))
+            save_to_preset(classifier, directory, metadata=_training_record(epoch + 1, val_accuracy))
 
     return save
+
+
+def training_model(model, recipe):
+    """What `fit` trains: the classifier, or, for the TET loss, its per-step
+    logits model (the same layers and weights), with the recipe's loss and
+    accuracy metric."""
+    if recipe.loss == "tet":
+        return model.per_step_logits_model(), MeanOverTimeAccuracy(name="accuracy")
+    return model, keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
 def _repair_best_preset(directory, state, model, chief):
@@ -373,15 +421,17 @@ def run_training(config, announce=None):
             f"{replicas} replicas of --strategy={config.strategy}; use a "
             "multiple of the replica count."
         )
-    splits = load_dataset(config.dataset, config.data_dir, config.validation_fraction)
+    splits = load_dataset(config.dataset, config.data_dir, config.validation_fraction,
+                          time_steps=preset_time_steps(config))
     steps = steps_per_epoch(splits.num_train, recipe.batch_size)
 
     with strategy_scope(strategy):
         model = build_model(config, splits, dtype_policy)
-        model.compile(
+        fitted, accuracy = training_model(model, recipe)
+        fitted.compile(
             optimizer=make_optimizer(recipe, model, steps, dtype_policy),
             loss=make_loss(recipe),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            metrics=[accuracy],
             jit_compile=config.jit_compile,
         )
     if announce is not None:
@@ -395,27 +445,30 @@ def run_training(config, announce=None):
     best_dir = os.path.join(output_dir, "best_preset")
     state = initial_state()
     if config.resume and chief:
-        state = checkpoints.restore(model)
+        state = checkpoints.restore(fitted)
         _repair_best_preset(best_dir, state, model, chief)
     elif config.resume:
-        state = checkpoints.restore(model) or state
+        state = checkpoints.restore(fitted) or state
 
     image_size = tuple(model.backbone.image_shape[:2])
     num_classes = model.num_classes
     batch = recipe.batch_size
     validation_data = make_eval_dataset(splits.validation, recipe, image_size, batch, num_classes)
     test_data = make_eval_dataset(splits.test, recipe, image_size, batch, num_classes)
+    fit_validation = validation_data
+    if fitted is not model and model.preprocessor is not None:  # Task.fit would apply it
+        fit_validation = validation_data.map(lambda x, y: (model.preprocessor(x), y))
     progress = ResumableCheckpoint(
         checkpoints, steps, config.checkpoint_every, state,
         metrics_path=os.path.join(output_dir, "metrics.csv"),
-        on_new_best=_best_preset_saver(best_dir, chief), write=chief,
+        on_new_best=_best_preset_saver(best_dir, chief, model), write=chief,
     )
     callbacks = [progress, keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
     custom_loop = None
     if config.strategy == "multi_worker":
         from keras_spiking_tf.training.custom_loop import CustomLoop
 
-        custom_loop = CustomLoop(strategy, model, recipe, batch, callbacks, config.verbose)
+        custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose)
 
     epoch, skip = state["epoch"], state["step_in_epoch"]
     while epoch < recipe.total_epochs:
@@ -428,14 +481,16 @@ def run_training(config, announce=None):
         stream = make_train_stream(
             splits, recipe, image_size, batch, num_classes, epoch, end, config.seed, mix=mixing,
         ).skip(skip)
+        if fitted is not model and model.preprocessor is not None:
+            stream = stream.map(lambda x, y: (model.preprocessor(x), y))
         fit_args = dict(
             initial_epoch=epoch, epochs=end, steps_per_epoch=steps - skip,
-            validation_data=validation_data,
+            validation_data=fit_validation,
         )
         if custom_loop is not None:
             custom_loop.fit(stream, **fit_args)
         else:  # the stream is shuffled already, epoch by epoch
-            model.fit(stream, callbacks=callbacks, verbose=config.verbose, shuffle=False, **fit_args)
+            fitted.fit(stream, callbacks=callbacks, verbose=config.verbose, shuffle=False, **fit_args)
         epoch, skip = end, 0
 
     history = progress.state["history"]
@@ -477,12 +532,12 @@ def run_training(config, announce=None):
         record = functools.partial(_final_record, config, recipe, dtype_policy, splits)
         save_to_preset(model, summary["preset_dir"], metadata=record(
             recipe.total_epochs, False, summary["val_accuracy"], summary["test_accuracy"],
-            energy_summary(model, model.preprocessor(energy_images), ENERGY_IMAGES_NOTE)))
+            energy_summary(model, _model_inputs(model, energy_images), ENERGY_IMAGES_NOTE)))
         if best_model is not None:  # the same preset, its record completed
             save_to_preset(best_model, best_dir, metadata=record(
                 summary["best_epoch"], True, summary["best_val_accuracy"],
                 summary["best_test_accuracy"],
-                energy_summary(best_model, best_model.preprocessor(energy_images),
+                energy_summary(best_model, _model_inputs(best_model, energy_images),
                                ENERGY_IMAGES_NOTE)))
         write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
     return model, summary

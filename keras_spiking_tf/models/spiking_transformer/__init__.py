@@ -21,6 +21,18 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_conve
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
     upload_preset,
 )
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    AnytimePrediction,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    SpikingTransformerStepModel,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    predict_anytime,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    running_logits,
+)
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     backbone_presets,
 )

@@ -24,8 +24,11 @@ ARCHITECTURE_KEYS = (
     "attn_v_threshold",
     "neuron_config",
     "association",
+    "erode",
+    "input_type",
     "data_format",
 )
+INPUT_TYPES = ("image", "frames")
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -35,10 +38,12 @@ class SpikingTransformerBackbone(Backbone):
     Images `(batch, H, W, C)`, already normalised, are repeated over
     `time_steps`, split into `N` tokens of width `hidden_dim` by the spiking
     patch splitting, and passed through `num_layers` encoder blocks. The
-    output is the last membrane tensor `(batch, T, N, hidden_dim)`. Under
-    `data_format="channels_first"` the images are `(batch, C, H, W)`, as
-    JAX and PyTorch users feed them (the backbone transposes them once on
-    entry; the weights are the same either way).
+    output is the last membrane tensor `(batch, T, N, hidden_dim)`. With
+    `input_type="frames"` the input is a frame sequence `(batch, T, H, W, C)`
+    (event-camera frames, design.md §9), used as it is. Under
+    `data_format="channels_first"` images are `(batch, C, H, W)` and frames
+    `(batch, T, C, H, W)`, as JAX and PyTorch users feed them (the backbone
+    transposes them once on entry; the weights are the same either way).
 
     Args:
         num_layers: encoder blocks `L`.
@@ -55,6 +60,10 @@ class SpikingTransformerBackbone(Backbone):
         neuron_config: dict of `LIF` arguments for every neuron (design.md
             §2.1 defaults when `None`), e.g. `{"surrogate": "atan"}`.
         association: `Q K^T V` product order (`"auto"`: the cheaper).
+        erode: SDT's CIFAR10-DVS erode in the attention (off by default;
+            see `SpikingSelfAttention`).
+        input_type: `"image"` (repeated over `time_steps`) or `"frames"`
+            (a sequence of `time_steps` frames).
         data_format: `"channels_last"` or `"channels_first"`; `None` follows
             `keras.config.image_data_format()` when the backbone is built
             (and is saved as `None`, so a preset follows the loading
@@ -85,10 +94,14 @@ class SpikingTransformerBackbone(Backbone):
         attn_v_threshold=0.5,
         neuron_config=None,
         association="auto",
+        erode=False,
+        input_type="image",
         data_format=None,
         dtype=None,
         **kwargs,
     ):
+        if input_type not in INPUT_TYPES:
+            raise ValueError(f"input_type must be one of {INPUT_TYPES}; got {input_type!r}.")
         neuron_config = dict(neuron_config or {})
         layout = standardize_data_format(data_format)
         # === Layers ===
@@ -108,6 +121,7 @@ class SpikingTransformerBackbone(Backbone):
                 attn_v_threshold=attn_v_threshold,
                 neuron_config=neuron_config,
                 association=association,
+                erode=erode,
                 dtype=dtype,
                 name=f"block_{index}",
             )
@@ -116,11 +130,16 @@ class SpikingTransformerBackbone(Backbone):
 
         # === Functional model ===
         height, width, channels = tuple(image_shape)
-        if layout == "channels_first":
-            image_input = keras.Input(shape=(channels, height, width), name="images")
-            images = keras.layers.Permute((2, 3, 1), dtype=dtype, name="to_channels_last")(image_input)
+        frame_shape = (channels, height, width) if layout == "channels_first" else (height, width, channels)
+        if input_type == "frames":
+            image_input = keras.Input(shape=(time_steps, *frame_shape), name="frames")
+            to_last = (1, 3, 4, 2)
         else:
-            image_input = images = keras.Input(shape=(height, width, channels), name="images")
+            image_input = keras.Input(shape=frame_shape, name="images")
+            to_last = (2, 3, 1)
+        images = image_input
+        if layout == "channels_first":
+            images = keras.layers.Permute(to_last, dtype=dtype, name="to_channels_last")(images)
         membrane = self.patch_embed(images)
         for block in self.blocks:
             membrane = block(membrane)
@@ -138,6 +157,8 @@ class SpikingTransformerBackbone(Backbone):
         self.attn_v_threshold = attn_v_threshold
         self.neuron_config = neuron_config
         self.association = association
+        self.erode = erode
+        self.input_type = input_type
         self.data_format = data_format  # as given: None follows the Keras setting
         self.image_layout = layout
 

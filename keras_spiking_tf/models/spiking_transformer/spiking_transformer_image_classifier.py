@@ -294,18 +294,34 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         order = np.argsort(-predictions, axis=1)[:, :top]
         return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(predictions, order)]
 
+    def per_step_logits_model(self):
+        """A model sharing this one's layers that returns the head's logits
+        at every time step, `(batch, T, num_classes)`, before the mean over
+        T (for the TET loss and for looking at how a prediction forms)."""
+        return keras.Model(self.inputs, self.output_dense.output, name=f"{self.name}_per_step")
+
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, with array inputs checked first."""
         if isinstance(x, np.ndarray) or ops.is_tensor(x):
             self.check_images(x)
+            if self.backbone.input_type == "frames" and not keras.backend.is_float_dtype(
+                keras.backend.standardize_dtype(x.dtype)
+            ):
+                x = ops.cast(x, "float32")  # event counts
         return super().predict(x, *args, **kwargs)
 
     def check_images(self, images):
-        """Raises a clear error for images this classifier cannot take."""
+        """Raises a clear error for images (or frame sequences) this
+        classifier cannot take."""
         shape = tuple(images.shape)
-        height, width, channels = self.backbone.image_shape
-        channels_first = self.backbone.image_layout == "channels_first"
+        backbone = self.backbone
+        height, width, channels = backbone.image_shape
+        channels_first = backbone.image_layout == "channels_first"
+        frames = backbone.input_type == "frames"
         layout = "(batch, C, H, W)" if channels_first else "(batch, H, W, C)"
+        if frames:
+            layout = "(batch, T, C, H, W)" if channels_first else "(batch, T, H, W, C)"
+        what = "frame sequences" if frames else "images"
         dtype_kind = getattr(getattr(images, "dtype", None), "kind", None)
         try:
             dtype = keras.backend.standardize_dtype(images.dtype)
@@ -313,36 +329,47 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             dtype = None
         if dtype_kind in ("O", "U", "S", "V") or dtype is None or dtype == "string":
             raise TypeError(
-                f"Expected numeric images (uint8 0..255, or floats), got an array of "
-                f"dtype {images.dtype}. Decode image files into pixel arrays first, "
+                f"Expected numeric {what} (uint8 0..255, event counts, or floats), got an "
+                f"array of dtype {images.dtype}. Decode image files into pixel arrays first, "
                 "e.g. np.stack([keras.utils.img_to_array(keras.utils.load_img(p)) "
                 "for p in paths])."
             )
-        if len(shape) != 4:
-            raise ValueError(
-                f"Expected a batch of images shaped {layout}, got shape {shape}. Add a "
-                "batch axis for a single image: images[None]."
+        rank = 5 if frames else 4
+        if len(shape) != rank:
+            hint = (
+                "A single image is not a frame sequence: this preset takes event-camera frames."
+                if frames and len(shape) == 4
+                else "Add a batch axis for a single input: x[None]."
             )
+            raise ValueError(f"Expected a batch of {what} shaped {layout}, got shape {shape}. {hint}")
         if shape[0] == 0:
+            raise ValueError(f"Got an empty batch of {what} (shape {shape}); pass at least one.")
+        if frames and shape[1] != backbone.time_steps:
             raise ValueError(
-                f"Got an empty batch of images (shape {shape}); pass at least one image."
+                f"Expected sequences of T={backbone.time_steps} frames (axis 1), got {shape[1]} "
+                f"(shape {shape}). Integrate the events into {backbone.time_steps} frames, "
+                "or load the preset with time_steps=" + str(shape[1]) + "."
             )
-        spatial = shape[2:] if channels_first else shape[1:3]
-        if shape[self.backbone.channel_axis] != channels:
+        per_frame = shape[1:] if not frames else shape[2:]
+        spatial = per_frame[1:] if channels_first else per_frame[:2]
+        got_channels = per_frame[0] if channels_first else per_frame[-1]
+        if got_channels != channels:
             other = "(0, 2, 3, 1)" if channels_first else "(0, 3, 1, 2)"
+            if frames:
+                other = "(0, 1, 3, 4, 2)" if channels_first else "(0, 1, 4, 2, 3)"
             raise ValueError(
-                f"Expected {channels}-channel images shaped {layout} (data_format="
-                f"'{self.backbone.image_layout}'), got shape {shape}. Convert the images, "
-                f"or transpose them with np.transpose(images, {other})."
+                f"Expected {channels}-channel {what} shaped {layout} (data_format="
+                f"'{backbone.image_layout}'), got shape {shape}. Convert them, or transpose "
+                f"them with np.transpose(x, {other})."
             )
         if self.preprocessor is None:
             if tuple(spatial) != (height, width):
                 raise ValueError(
-                    f"This classifier takes preprocessed {height}x{width} images, got "
-                    f"shape {shape}. Resize and normalise them, or attach the preset's "
-                    "preprocessor."
+                    f"This classifier takes {height}x{width} {what}, got shape {shape}. "
+                    "Resize them" + ("" if frames else " and normalise them, or attach the "
+                                      "preset's preprocessor") + "."
                 )
-            if not keras.backend.is_float_dtype(dtype):
+            if not frames and not keras.backend.is_float_dtype(dtype):
                 raise TypeError(
                     f"This classifier has no preprocessor and takes normalised "
                     f"float images, got dtype {dtype}. Normalise raw pixels "
@@ -352,7 +379,7 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             np.isfinite(ops.convert_to_numpy(images))
         ):
             raise ValueError(
-                "The images contain NaN or infinite values; clean the input "
+                f"The {what} contain NaN or infinite values; clean the input "
                 "(e.g. np.nan_to_num) before predicting."
             )
 

@@ -83,7 +83,12 @@ def model_card(classifier, name, metadata):
                          f"\"{backbone.pooling}\", {backbone.num_tokens} tokens"),
         ("attention", ATTENTION_DESCRIPTIONS.get(backbone.attention, backbone.attention)),
         ("time steps T", str(backbone.time_steps)),
-        ("input", f"{height}×{width}×{channels} images; `predict` takes raw 0..255 pixels"),
+        ("input", (
+            f"sequences of {backbone.time_steps} frames of {height}×{width}×{channels} "
+            "(event counts per pixel and polarity)"
+            if backbone.input_type == "frames"
+            else f"{height}×{width}×{channels} images; `predict` takes raw 0..255 pixels"
+        )),
         ("classes", f"{classifier.num_classes}{shown}"),
         ("trainable parameters", f"{params:,}"),
         ("dataset", metadata.get("dataset") or "not recorded"),

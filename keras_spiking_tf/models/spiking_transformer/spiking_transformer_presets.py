@@ -62,7 +62,21 @@ def backbone_config(name):
         "pooling": dataset["pooling"],
         "image_shape": tuple(dataset["image_shape"]),
         "attention": entry["attention"],
+        "input_type": dataset.get("input_type", "image"),
+        "erode": dataset.get("erode", False),
     }
+
+
+def preset_architecture(preset):
+    """The backbone arguments of any preset: a built-in name (from the
+    registry), a directory or a hub handle (its `config.json`)."""
+    if preset in load_registry()["presets"]:
+        return backbone_config(preset)
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
+        read_preset_json,
+    )
+
+    return read_preset_json(preset, "config.json")["config"]
 
 
 def list_presets():

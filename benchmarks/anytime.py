@@ -1,0 +1,194 @@
+"""Anytime inference: accuracy and energy against the time steps used.
+
+    python benchmarks/anytime.py --json benchmarks/results/anytime.jsonl \
+        --plot docs/anytime.png --data_dir ~/.keras/datasets
+
+For the two trained presets, on their test splits (360 images / sequences):
+`st_2_64_digits` (digits images, T = 4) and `st_2_64_event_digits` (the
+offline event set, T = 6). Per model it measures
+
+- the accuracy of the running prediction after each step t = 1..T (the mean
+  of the head's first t step logits), and the energy estimate of those t
+  steps (`energy_report` of the same weights run for t steps: design.md §7);
+- the exit rule of `predict_anytime` (stop a sample once its top softmax
+  probability reaches a threshold): accuracy against the mean steps used,
+  and the mean energy per image (each sample's energy for the steps it used);
+- the latency of one step (batch 1) of the Keras step model and of its
+  exported LiteRT and ONNX step files, with the same-run matmul peak for
+  scale.
+
+Writes one JSON line per measurement, prints the README's tables and draws
+the plot. Accuracies are on the test splits; nothing is selected on them.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+PRESETS = (("st_2_64_digits", "digits"), ("st_2_64_event_digits", "event_digits"))
+
+
+def test_split(preset, dataset, data_dir):
+    import keras_spiking_tf
+    from keras_spiking_tf.training.datasets import load_dataset
+
+    model = keras_spiking_tf.from_preset(preset)
+    splits = load_dataset(dataset, data_dir, time_steps=model.backbone.time_steps)
+    pairs = list(splits.test.as_numpy_iterator())
+    return model, np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def energy_per_step_count(preset, model, inputs):
+    """`energy[t - 1]`: mJ per image of the first t steps, t = 1..T."""
+    import keras_spiking_tf
+    from keras_spiking_tf.analysis import energy_report
+
+    frames = model.backbone.input_type == "frames"
+    sample = inputs[:64]
+    energies = []
+    for steps in range(1, model.backbone.time_steps + 1):
+        truncated = keras_spiking_tf.from_preset(preset, time_steps=steps)
+        x = sample[:, :steps] if frames else sample
+        if truncated.preprocessor is not None:
+            x = truncated.preprocessor(x.astype("float32"))
+        energies.append(energy_report(truncated, x).energy_mj)
+    return energies
+
+
+def keras_step_latency_ms(model, inputs, repeats=50):
+    from keras_spiking_tf.models import SpikingTransformerStepModel
+
+    step = SpikingTransformerStepModel(model)
+    frame = inputs[:1, 0] if model.backbone.input_type == "frames" else inputs[:1]
+    if model.preprocessor is not None:
+        frame = np.asarray(model.preprocessor(frame.astype("float32")))
+    frame = frame.astype("float32")
+    state = step.initial_state(1)
+    for _ in range(5):
+        step.predict_on_batch([frame, *state])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step.predict_on_batch([frame, *state])
+        times.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(times)
+
+
+def matmul_peak_gflops(size=1024, repeats=10):
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.linalg.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2))
+    for axis, (preset, result) in zip(np.atleast_1d(axes), results.items()):
+        steps = np.arange(1, len(result["accuracy_after_steps"]) + 1)
+        axis.plot(steps, 100 * np.array(result["accuracy_after_steps"]), "o-",
+                  label="all samples stop after t steps")
+        rule = result["exit_rule"]
+        axis.plot([r["mean_steps"] for r in rule], [100 * r["accuracy"] for r in rule], "s--",
+                  label="exit rule (threshold on the top probability)")
+        for r in rule:
+            axis.annotate(f"{r['threshold']:g}", (r["mean_steps"], 100 * r["accuracy"]),
+                          textcoords="offset points", xytext=(4, -10), fontsize=7)
+        axis.set_xlabel("time steps used (mean per sample)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(f"{preset} (T = {len(steps)})")
+        energy_axis = axis.twinx()
+        energy_axis.plot(steps, 1e3 * np.array(result["energy_mj_after_steps"]), ":", color="gray")
+        energy_axis.set_ylabel("energy estimate (µJ / sample, dotted)")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--plot", default=None)
+    parser.add_argument("--data_dir", default=None, help="where the offline event set is (written once)")
+    args = parser.parse_args(argv)
+    from keras_spiking_tf.edge_export import export_step_model
+    from keras_spiking_tf.models import predict_anytime
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+        running_logits,
+    )
+
+    command = " ".join(["python", "benchmarks/anytime.py", *sys.argv[1:]])
+    peak = matmul_peak_gflops()
+    load = os.getloadavg()[0]
+    results = {}
+    for preset, dataset in PRESETS:
+        model, inputs, labels = test_split(preset, dataset, args.data_dir)
+        per_step = running_logits(model, inputs)
+        energy = energy_per_step_count(preset, model, inputs)
+        accuracy_after = [float(np.mean(per_step[:, t].argmax(-1) == labels)) for t in range(per_step.shape[1])]
+        rule = []
+        for threshold in THRESHOLDS:
+            result = predict_anytime(model, inputs, threshold=threshold)
+            rule.append({
+                "threshold": threshold,
+                "mean_steps": float(np.mean(result.steps)),
+                "accuracy": float(np.mean(result.labels == labels)),
+                "mean_energy_mj": float(np.mean([energy[s - 1] for s in result.steps])),
+            })
+        latencies = {"keras": keras_step_latency_ms(model, inputs)}
+        with tempfile.TemporaryDirectory() as directory:
+            for format, suffix in (("litert", ".tflite"), ("onnx", ".onnx")):
+                report = export_step_model(model, os.path.join(directory, f"step{suffix}"),
+                                           format=format, verification_inputs=inputs[:32],
+                                           labels=labels[:32])
+                latencies[format] = report["step_latency_ms_median"]
+                latencies[f"{format}_max_abs_logit_diff"] = report["max_abs_logit_diff"]
+        results[preset] = {
+            "preset": preset, "dataset": dataset, "split": "test", "samples": int(len(labels)),
+            "accuracy_after_steps": accuracy_after, "energy_mj_after_steps": energy,
+            "exit_rule": rule, "step_latency_ms": latencies,
+            "matmul_peak_gflops": peak, "load_average": load, "command": command,
+        }
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as file:
+                file.write(json.dumps(results[preset]) + "\n")
+    for preset, result in results.items():
+        steps = len(result["accuracy_after_steps"])
+        print(f"\n{preset} ({result['samples']} test samples, T = {steps})\n")
+        print("| steps t | accuracy after t steps | energy (µJ / sample) |\n|---|---|---|")
+        for t in range(steps):
+            print(f"| {t + 1} | {100 * result['accuracy_after_steps'][t]:.2f} % | "
+                  f"{1e3 * result['energy_mj_after_steps'][t]:.2f} |")
+        print("\n| exit threshold | mean steps | accuracy | mean energy (µJ / sample) |\n|---|---|---|---|")
+        for r in result["exit_rule"]:
+            print(f"| {r['threshold']:g} | {r['mean_steps']:.2f} | {100 * r['accuracy']:.2f} % | "
+                  f"{1e3 * r['mean_energy_mj']:.2f} |")
+        lat = result["step_latency_ms"]
+        print(f"\none step, batch 1: Keras {lat['keras']:.2f} ms, LiteRT {lat['litert']:.2f} ms, "
+              f"ONNX Runtime {lat['onnx']:.2f} ms (matmul peak {peak:.0f} GFLOP/s, load {load:.2f})")
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Exporting one time step with explicit state: LiteRT and ONNX files that
+an event-camera device runs a frame at a time.
+
+The exported graph is `SpikingTransformerStepModel` (see
+`models/spiking_transformer/spiking_transformer_streaming.py`): inputs
+`frame` and `state_0 ... state_{n-1}` (every neuron's membrane, then the sum
+of the step logits so far and the step count), outputs `logits` (the
+running prediction), `step_logits` and `next_state_0 ...`. The state is
+plain tensors the caller carries from one call to the next: the file has
+no variables for it and no loop. `export_step_model` verifies the written
+file by stepping it `T` times on frame sequences and comparing with the
+Keras multi-step classifier, and reports the latency of one step.
+
+Example:
+
+```python
+report = export_step_model(model, "step.tflite", verification_inputs=frames)
+runner = load_step_model("step.tflite")
+state = runner.initial_state(batch_size=1)
+for frame in sequence:                                   # (1, H, W, C) each
+    logits, step_logits, state = runner(frame, state)
+```
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from keras_spiking_tf.edge_export.exporter import ExportError
+from keras_spiking_tf.edge_export.exporter import ExportVerificationError
+from keras_spiking_tf.edge_export.exporter import _in_float32
+from keras_spiking_tf.edge_export.exporter import _move_into_place
+from keras_spiking_tf.edge_export.exporter import _quiet
+from keras_spiking_tf.edge_export.exporter import _remove
+from keras_spiking_tf.edge_export.exporter import _reserve
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    SpikingTransformerStepModel,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
+    running_logits,
+)
+
+STEP_FORMATS = ("litert", "onnx")
+
+
+def _signature(step):
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((None, *step.frame_shape), tf.float32, name="frame")]
+    specs += [
+        tf.TensorSpec((None, *shape), tf.float32, name=f"state_{i}")
+        for i, shape in enumerate(step.state_shapes())
+    ]
+    return specs
+
+
+def _serving_function(step):
+    def serve(frame, *state):
+        logits, step_logits, *next_state = step([frame, *state])
+        outputs = {"logits": logits, "step_logits": step_logits}
+        outputs.update({f"next_state_{i}": s for i, s in enumerate(next_state)})
+        return outputs
+
+    return serve
+
+
+def _convert(step, format, path):
+    import tensorflow as tf
+
+    specs = _signature(step)
+    serve = _serving_function(step)
+    if format == "onnx":
+        import tf2onnx
+
+        function = tf.function(serve, input_signature=specs)
+        _quiet(tf2onnx.convert.from_function, function, input_signature=specs, opset=17,
+               output_path=path)
+        return
+    with tempfile.TemporaryDirectory(prefix="keras_spiking_tf_step_") as saved_model_dir:
+        archive = keras.export.ExportArchive()
+        archive.track(step)
+        archive.add_endpoint("serve", serve, input_signature=specs)
+        _quiet(archive.write_out, saved_model_dir, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            model_bytes = _quiet(converter.convert)
+        except Exception as error:
+            raise ExportError(f"LiteRT conversion of the step model failed: {error}") from error
+    with open(path, "wb") as file:
+        file.write(model_bytes)
+
+
+class StepRunner:
+    """An exported step file in its runtime (LiteRT or ONNX Runtime).
+
+    `runner(frame, state)` returns `(logits, step_logits, next_state)` as
+    NumPy arrays; `runner.initial_state(batch_size)` gives the zero state.
+    """
+
+    def __init__(self, path, num_threads=None):
+        self.path = os.fspath(path)
+        self.format = "onnx" if self.path.endswith(".onnx") else "litert"
+        if self.format == "onnx":
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            if num_threads:
+                options.intra_op_num_threads = int(num_threads)
+            self._session = onnxruntime.InferenceSession(
+                self.path, options, providers=["CPUExecutionProvider"]
+            )
+            inputs = self._session.get_inputs()
+            self.state_shapes = [tuple(i.shape[1:]) for i in inputs if i.name.startswith("state_")]
+            self._names = [o.name for o in self._session.get_outputs()]
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+            (signature,) = interpreter.get_signature_list()  # the one exported endpoint
+            self._runner = interpreter.get_signature_runner(signature)
+            details = self._runner.get_input_details()
+            self.state_shapes = [
+                tuple(int(d) for d in details[f"state_{i}"]["shape_signature"][1:])
+                for i in range(sum(1 for name in details if name.startswith("state_")))
+            ]
+
+    def initial_state(self, batch_size):
+        return [np.zeros((batch_size, *shape), "float32") for shape in self.state_shapes]
+
+    def __call__(self, frame, state):
+        feeds = {"frame": np.asarray(frame, "float32")}
+        feeds.update({f"state_{i}": np.asarray(s, "float32") for i, s in enumerate(state)})
+        if self.format == "onnx":
+            outputs = dict(zip(self._names, self._session.run(None, feeds)))
+        else:
+            outputs = self._runner(**feeds)
+        next_state = [outputs[f"next_state_{i}"] for i in range(len(state))]
+        return outputs["logits"], outputs["step_logits"], next_state
+
+
+def load_step_model(path, num_threads=None):
+    """A `StepRunner` for an exported step file (`.tflite` or `.onnx`)."""
+    if not os.path.exists(os.fspath(path)):
+        raise FileNotFoundError(f"No exported step model at '{path}'.")
+    return StepRunner(path, num_threads)
+
+
+def _step_through(runner, inputs, steps, frames):
+    """Runs the file over `inputs`; the running logits after each step and
+    the seconds one single-sample step takes."""
+    state = runner.initial_state(len(inputs))
+    history = []
+    for t in range(steps):
+        logits, _, state = runner(inputs[:, t] if frames else inputs, state)
+        history.append(logits)
+    one = inputs[:1]
+    state = runner.initial_state(1)
+    latencies = []
+    for t in range(steps):
+        started = time.perf_counter()
+        _, _, state = runner(one[:, t] if frames else one, state)
+        latencies.append(time.perf_counter() - started)
+    return np.stack(history, axis=1), latencies
+
+
+def export_step_model(classifier, path, format="litert", verification_inputs=None,
+                      labels=None, min_top1_agreement=None, seed=0):
+    """Exports one time step of `classifier` with explicit state, verified.
+
+    Args:
+        classifier: a `SpikingTransformerImageClassifier` (a mixed-precision
+            one is exported as a float32 copy).
+        path: a `.tflite` (LiteRT) or `.onnx` file.
+        format: `"litert"` or `"onnx"`.
+        verification_inputs: what `predict` takes (raw images, or frame
+            sequences `(batch, T, ...)`); `None`: 4 random inputs.
+        labels: integer labels of `verification_inputs`, for accuracies.
+        min_top1_agreement: if set, a lower agreement with Keras raises
+            `ExportVerificationError` and writes nothing.
+        seed: of the random verification inputs.
+
+    Returns:
+        A report dict: `format`, `path`, `file_bytes`, `num_states`,
+        `state_shapes`, `time_steps`, `num_samples`, `top1_agreement`,
+        `max_abs_logit_diff` (the exported file's running logits against the
+        Keras step model's, over every step), `max_abs_diff_to_multi_step`
+        (after the last step, against the multi-step classifier's
+        `predict`), `accuracy_keras`/`accuracy_exported` (with `labels`),
+        `step_latency_ms_median`/`_p90` (one sample, one step).
+
+    Raises:
+        ValueError: an unknown format or a suffix that does not match it
+            (before anything is written).
+        ExportError, ExportVerificationError: as `export`.
+    """
+    if format not in STEP_FORMATS:
+        raise ValueError(f"Step models export to {list(STEP_FORMATS)}, not {format!r}.")
+    suffix = {"litert": ".tflite", "onnx": ".onnx"}[format]
+    if not os.fspath(path).endswith(suffix):
+        raise ValueError(f"A {format} step model is a '{suffix}' file; got '{path}'.")
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("Exporting converts through TensorFlow; run with KERAS_BACKEND=tensorflow.")
+    model = _in_float32(classifier)
+    backbone = model.backbone
+    frames = backbone.input_type == "frames"
+    steps = backbone.time_steps
+    if verification_inputs is None:
+        rng = np.random.default_rng(seed)
+        height, width, channels = backbone.image_shape
+        if frames:
+            verification_inputs = rng.poisson(0.3, (4, steps, height, width, channels)).astype("float32")
+        else:
+            verification_inputs = rng.integers(0, 256, (4, height, width, channels)).astype("uint8")
+    model.check_images(verification_inputs)
+    inputs = np.asarray(verification_inputs, "float32")
+    if not frames and model.preprocessor is not None:
+        inputs = np.asarray(model.preprocessor(inputs))
+    keras_running = running_logits(model, verification_inputs)
+    multi_step = np.asarray(model.predict(verification_inputs, verbose=0))
+
+    step = SpikingTransformerStepModel(model)
+    path, staging = _reserve(path, format)
+    try:
+        _convert(step, format, staging)
+        runner = StepRunner(staging)
+        exported, latencies = _step_through(runner, inputs, steps, frames)
+        agreement = float(np.mean(exported[:, -1].argmax(-1) == keras_running[:, -1].argmax(-1)))
+        report = {
+            "format": format,
+            "path": path,
+            "file_bytes": os.path.getsize(staging),
+            "num_states": len(step.state_shapes()),
+            "state_shapes": [list(shape) for shape in step.state_shapes()],
+            "time_steps": steps,
+            "num_samples": len(inputs),
+            "top1_agreement": agreement,
+            "max_abs_logit_diff": float(np.max(np.abs(exported - keras_running))),
+            "max_abs_diff_to_multi_step": float(np.max(np.abs(exported[:, -1] - multi_step))),
+            "accuracy_keras": None,
+            "accuracy_exported": None,
+            "step_latency_ms_median": 1e3 * statistics.median(latencies),
+            "step_latency_ms_p90": 1e3 * float(np.percentile(latencies, 90)),
+        }
+        if labels is not None:
+            labels = np.asarray(labels)
+            report["accuracy_keras"] = float(np.mean(multi_step.argmax(-1) == labels))
+            report["accuracy_exported"] = float(np.mean(exported[:, -1].argmax(-1) == labels))
+        if min_top1_agreement is not None and agreement < min_top1_agreement:
+            raise ExportVerificationError(
+                f"Top-1 agreement of the stepped file with Keras is {agreement:.4f}, below "
+                f"{min_top1_agreement}; nothing written to '{path}'."
+            )
+        _move_into_place(staging, path, format)
+    except BaseException:
+        _remove(staging)
+        raise
+    return report
