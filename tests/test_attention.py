@@ -659,5 +659,9 @@ def test_bad_pooling_string(pooling):
 def test_patch_splitting_bad_width_and_rank():
     with pytest.raises(ValueError, match="divisible by 8"):
         SpikingPatchSplitting(hidden_dim=20)
-    with pytest.raises(ValueError, match=r"\(batch, H, W, C\)"):
-        SpikingPatchSplitting(hidden_dim=16)(np.zeros((2, 2, 16, 16, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(batch, H, W, C\) or frame sequences"):
+        SpikingPatchSplitting(hidden_dim=16)(np.zeros((16, 16, 3), np.float32))
+    # A frame sequence (batch, T, H, W, C) brings its own T.
+    frames = SpikingPatchSplitting(hidden_dim=16, time_steps=4, pooling="0011")(
+        np.zeros((2, 3, 16, 16, 2), np.float32))
+    assert tuple(frames.shape) == (2, 3, 16, 16)

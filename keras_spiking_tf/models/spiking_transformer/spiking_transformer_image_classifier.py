@@ -1,7 +1,6 @@
 """The Spiking Transformer image classifier: backbone + spiking head (design.md §1),
 and its presets: loading, saving and class names."""
 
-import difflib
 import os
 
 import keras
@@ -25,10 +24,7 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_model_card 
     model_card,
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    load_registry,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    preset_directory,
+    resolve_preset,
 )
 
 
@@ -173,7 +169,7 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 "preset must be a preset name, a directory or a hub handle (a string); "
                 f"got {type(preset).__name__}."
             )
-        preset = _resolve_preset(os.fspath(preset), load_weights)
+        preset = resolve_preset(os.fspath(preset), load_weights)
         overrides = {k: kwargs.pop(k) for k in ARCHITECTURE_KEYS if k in kwargs}
         if num_classes is not None:
             kwargs["num_classes"] = num_classes
@@ -339,7 +335,7 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             hint = (
                 "A single image is not a frame sequence: this preset takes event-camera frames."
                 if frames and len(shape) == 4
-                else "Add a batch axis for a single input: x[None]."
+                else f"Add a batch axis for a single input: {'frames' if frames else 'images'}[None]."
             )
             raise ValueError(f"Expected a batch of {what} shaped {layout}, got shape {shape}. {hint}")
         if shape[0] == 0:
@@ -382,36 +378,6 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 f"The {what} contain NaN or infinite values; clean the input "
                 "(e.g. np.nan_to_num) before predicting."
             )
-
-def _resolve_preset(preset, load_weights):
-    """The preset directory or handle to load, after checking that it can
-    be loaded; raises a clear error otherwise (nothing is built yet)."""
-    registry = load_registry()["presets"]
-    if preset in registry:
-        if load_weights and not registry[preset]["weights"]:
-            raise ValueError(
-                f"Preset '{preset}' has no published weights. Build it with random "
-                "weights using `load_weights=False`; get weights by training it "
-                f"(`kst-train --preset {preset}`) or, for the sdt_*/st_* ImageNet sizes, "
-                "by converting an SDT checkpoint (`kst-convert-sdt`)."
-            )
-        return preset_directory(preset)
-    if preset.startswith(files.HUB_SCHEMES):
-        files.check_preset_files(preset)
-        return preset
-    directory = os.path.expanduser(preset)
-    if os.path.isdir(directory) or files.looks_like_path(preset):
-        files.check_preset_directory(directory)
-        files.check_preset_files(directory)
-        return directory
-    close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"Unknown preset '{preset}': it is no built-in name and no directory of that "
-        f"name exists.{hint} Use a built-in name (keras_spiking_tf.list_presets()), "
-        "the path of a preset directory, or a hf://, kaggle:// or gs:// handle."
-    )
-
 
 def _saved_dtype_policy(preset):
     """The mixed dtype policy name a preset was saved with, else None."""

@@ -21,9 +21,13 @@ list_presets()["st_8_512_imagenet"]["params"]   # 29689384
 ```
 """
 
+import difflib
 import functools
 import json
+import os
 from importlib import resources
+
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
 
 
 def preset_root():
@@ -67,16 +71,51 @@ def backbone_config(name):
     }
 
 
+def resolve_preset(preset, load_weights=False):
+    """The preset directory or hub handle that `preset` names, after
+    checking that it can be loaded (nothing is built or fetched in vain).
+
+    Raises:
+        ValueError: a built-in preset without published weights (with
+            `load_weights`), an unknown name (close names suggested), a
+            damaged preset file.
+        FileNotFoundError, NotADirectoryError: a path that is no preset
+            directory.
+        OSError: a hub handle that cannot be fetched (says why).
+    """
+    registry = load_registry()["presets"]
+    if preset in registry:
+        if load_weights and not registry[preset]["weights"]:
+            raise ValueError(
+                f"Preset '{preset}' has no published weights. Build it with random "
+                "weights using `load_weights=False`; get weights by training it "
+                f"(`kst-train --preset {preset}`) or, for the sdt_*/st_* ImageNet sizes, "
+                "by converting an SDT checkpoint (`kst-convert-sdt`)."
+            )
+        return preset_directory(preset)
+    if preset.startswith(files.HUB_SCHEMES):
+        files.check_preset_files(preset)
+        return preset
+    directory = os.path.expanduser(preset)
+    if os.path.isdir(directory) or files.looks_like_path(preset):
+        files.check_preset_directory(directory)
+        files.check_preset_files(directory)
+        return directory
+    close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(
+        f"Unknown preset '{preset}': it is no built-in name and no directory of that "
+        f"name exists.{hint} Use a built-in name (keras_spiking_tf.list_presets()), "
+        "the path of a preset directory, or a hf://, kaggle:// or gs:// handle."
+    )
+
+
 def preset_architecture(preset):
     """The backbone arguments of any preset: a built-in name (from the
     registry), a directory or a hub handle (its `config.json`)."""
     if preset in load_registry()["presets"]:
         return backbone_config(preset)
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-        read_preset_json,
-    )
-
-    return read_preset_json(preset, "config.json")["config"]
+    return files.read_preset_json(resolve_preset(preset), "config.json")["config"]
 
 
 def list_presets():
