@@ -618,3 +618,68 @@ def test_non_positive_alpha_is_rejected():
 def test_tau_below_one_is_rejected(tau):
     with pytest.raises(ValueError, match="tau"):
         LIF(tau=tau)
+
+
+# --- exact ties, in SpikingJelly's operation order ------------------------------------
+
+
+def spikingjelly_charge(x, v, tau, v_reset, decay_input):
+    """SpikingJelly's `LIFNode.neuronal_charge_*`, in float32, operation by
+    operation as it writes them."""
+    tau = np.float32(tau)
+    if decay_input:
+        if v_reset is None or v_reset == 0.0:
+            return v + (x - v) / tau
+        return v + (x - (v - np.float32(v_reset))) / tau
+    if v_reset is None or v_reset == 0.0:
+        return v * np.float32(1.0 - 1.0 / float(tau)) + x
+    return v - (v - np.float32(v_reset)) / tau + x
+
+
+def spikingjelly_float32(x, tau, v_threshold, v_reset, decay_input):
+    """SpikingJelly's `LIFNode` in float32: `(spikes, membrane after each
+    step)`, the reference for exact ties."""
+    x = np.asarray(x, np.float32)
+    v = np.zeros_like(x[:, 0])
+    spikes, membranes = [], []
+    for t in range(x.shape[1]):
+        h = spikingjelly_charge(x[:, t], v, tau, v_reset, decay_input)
+        s = (h - np.float32(v_threshold) >= 0).astype(np.float32)
+        v = h - s * np.float32(v_threshold) if v_reset is None else np.where(s > 0, np.float32(v_reset), h)
+        spikes.append(s)
+        membranes.append(v)
+    return np.stack(spikes, axis=1), np.stack(membranes, axis=1)
+
+
+def tie_inputs(rng, tau, v_threshold, v_reset, decay_input, size=4096):
+    """Two-step inputs whose second charge is solved to land on the
+    threshold; in the reference's float32 arithmetic many land exactly on it
+    (the reference decides which)."""
+    x1 = (rng.uniform(0.05, 0.95, size) * v_threshold).astype(np.float32)
+    _, membranes = spikingjelly_float32(x1[:, None], tau, v_threshold, v_reset, decay_input)
+    v1 = membranes[:, 0]
+    threshold = np.float32(v_threshold)
+    tau32 = np.float32(tau)
+    if decay_input:  # v1 + (x2 - d) / tau = V_th, d = v1 - V_reset
+        distance = v1 if (v_reset is None or v_reset == 0.0) else v1 - np.float32(v_reset)
+        x2 = (threshold - v1) * tau32 + distance
+    elif v_reset is None or v_reset == 0.0:  # v1 * (1 - 1/tau) + x2 = V_th
+        x2 = threshold - v1 * np.float32(1.0 - 1.0 / tau)
+    else:  # v1 - (v1 - V_reset) / tau + x2 = V_th
+        x2 = threshold - (v1 - (v1 - np.float32(v_reset)) / tau32)
+    x = np.stack([x1, x2.astype(np.float32)], axis=1)
+    spikes, _ = spikingjelly_float32(x, tau, v_threshold, v_reset, decay_input)
+    return x, spikes
+
+
+@pytest.mark.parametrize("tau", [1.5, 2.0, 3.0])
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("v_reset", [0.0, None, 0.25])
+def test_exact_ties_fire_as_in_spikingjelly(rng, tau, decay_input, v_reset):
+    """Membranes on the threshold to the last bit: the neuron must fire
+    exactly where SpikingJelly's float32 arithmetic does (`>=`), in every
+    reset and decay variant, on every backend (JAX's XLA included)."""
+    x, expected = tie_inputs(rng, tau, 1.0, v_reset, decay_input)
+    got = to_numpy(LIF(tau=tau, v_reset=v_reset, decay_input=decay_input)(x[:, :, None]))[..., 0]
+    assert expected[:, 1].mean() > 0.3, "the crafted inputs must tie often"
+    np.testing.assert_array_equal(got, expected)

@@ -39,6 +39,24 @@ from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
 from keras_spiking_tf.layers.surrogate import surrogate_derivative
 from keras_spiking_tf.layers.surrogate import validate_surrogate
 
+def exact_divide(x, divisor):
+    """`x / divisor`, correctly rounded on every backend.
+
+    XLA's algebraic simplifier rewrites a division by a broadcast scalar,
+    `x / broadcast(c)`, as `x * broadcast(1 / c)`, whose rounding differs in
+    about a third of float32 elements (and so moves membranes off exact
+    ties with the threshold). Under JAX the divisor is therefore broadcast
+    to `x`'s shape behind an optimization barrier, which XLA does not look
+    through: a true elementwise division. TensorFlow's graph and PyTorch
+    divide as written.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        divisor = jax.lax.optimization_barrier(ops.full_like(x, divisor))
+    return x / divisor
+
+
 NEURON_ARGUMENTS = (
     "tau",
     "v_threshold",
@@ -135,13 +153,24 @@ class LIFCell(keras.layers.Layer):
         return [ops.zeros((batch_size, *feature_shape), dtype=self.compute_dtype)]
 
     def charge(self, inputs, v):
-        """Membrane after integrating `inputs` (the `H[t]` of design.md §2.1)."""
-        v_rest = 0.0 if self.v_reset is None else self.v_reset
-        # `v - 0` is `v`: skip the pass over the tensor at the usual V_reset = 0.
-        distance = v if v_rest == 0.0 else v - v_rest
+        """Membrane after integrating `inputs` (the `H[t]` of design.md §2.1).
+
+        In SpikingJelly's operation order, for every reset and decay variant
+        (`LIFNode.neuronal_charge_*`), so that membranes that reach the
+        threshold exactly do so here too:
+
+            decay_input, V_reset = 0 or soft:   v + (x - v) / tau
+            decay_input, V_reset != 0:          v + (x - (v - V_reset)) / tau
+            no decay_input, V_reset = 0 or soft: v * (1 - 1/tau) + x
+            no decay_input, V_reset != 0:       v - (v - V_reset) / tau + x
+        """
+        at_zero = self.v_reset is None or self.v_reset == 0.0
         if self.decay_input:
-            return v + (inputs - distance) / self.tau
-        return v - distance / self.tau + inputs
+            distance = v if at_zero else v - self.v_reset
+            return v + exact_divide(inputs - distance, self.tau)
+        if at_zero:
+            return v * (1.0 - 1.0 / self.tau) + inputs
+        return v - exact_divide(v - self.v_reset, self.tau) + inputs
 
     def fire(self, h):
         """Spikes `{0, 1}` with a surrogate gradient."""
