@@ -48,46 +48,22 @@ Every export is written atomically: to a temporary file (or directory) in
 the destination's directory, verified there, then renamed into place; an
 error at any stage leaves nothing behind.
 """
-
-import errno
+import dataclasses
 import functools
-import logging
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import warnings
 
 import keras
 import numpy as np
 
-from keras_spiking_tf.atomic_directory import replace_directory
-from keras_spiking_tf.atomic_directory import staging_name
-from keras_spiking_tf.atomic_directory import sweep_stale_staging
+from keras_spiking_tf.edge_export import export_utils
+from keras_spiking_tf.edge_export.export_utils import ExportError
+from keras_spiking_tf.edge_export.export_utils import ExportVerificationError
 from keras_spiking_tf.edge_export.formats import FORMATS
 from keras_spiking_tf.edge_export.formats import OUTPUT_KINDS
 from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
-from keras_spiking_tf.edge_export.runtime import litert_io_types
-from keras_spiking_tf.edge_export.runtime import litert_op_counts
-from keras_spiking_tf.edge_export.runtime import litert_op_table
-from keras_spiking_tf.edge_export.runtime import load_exported
-from keras_spiking_tf.edge_export.runtime import onnx_ops
-
-# Operators `quantization="int8"` runs in int8 (see the module docstring).
-INT8_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
-# A per-sample output difference above this is not float rounding of the same
-# spikes: some spike differs (see tests/test_export.py).
-ROUNDING_TOLERANCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """Conversion failed, or the exported file does not run."""
-
-
-class ExportVerificationError(ExportError):
-    """The exported model disagrees with Keras more than allowed."""
+from keras_spiking_tf.edge_export.formats import format_module
+from keras_spiking_tf.edge_export.report import ExportReport
+from keras_spiking_tf.edge_export.verification import verify as verify_against_keras
 
 
 def export(
@@ -152,7 +128,7 @@ def export(
         seed: seed of the random verification images.
 
     Returns:
-        A report dict: `format`, `quantization`, `output_kind`,
+        An `ExportReport` (also a mapping): `format`, `quantization`, `output_kind`,
         `include_preprocessing`, `path`, `file_bytes`, `input` (name, shape,
         dtype), `ops` (LiteRT operator names / ONNX op types; `None` for
         SavedModel), `op_counts` (LiteRT: per operator, counts by output
@@ -194,7 +170,7 @@ def export(
             "keras_spiking_tf.edge_export converts through TensorFlow; run with "
             f"KERAS_BACKEND=tensorflow (current backend: {keras.backend.backend()})."
         )
-    model = _in_float32(model)
+    model = export_utils.in_float32(model)
     graph_model, input_spec = _graph_model(
         model, include_preprocessing, output_kind, input_dtype, raw_image_size
     )
@@ -213,80 +189,56 @@ def export(
                 num_verification_images, seed,
             )
         inputs = to_inputs(verification_images)
-    path, staging = _reserve(path, format)
+    path, staging = export_utils.reserve(path, format)
+    module = format_module(format)
     try:
         started = time.perf_counter()
-        if format == "litert":
-            model_bytes = _convert_litert(
-                graph_model, input_spec, quantization, representative, batch_size, int8_io
-            )
-            with open(staging, "wb") as file:
-                file.write(model_bytes)
-        elif format == "onnx":
-            _convert_onnx(graph_model, input_spec, staging)
-        else:
-            _quiet(graph_model.export, staging, format="tf_saved_model",
-                   verbose=False, input_signature=[input_spec])
+        module.convert(graph_model, input_spec, staging, quantization=quantization,
+                       representative=representative, batch_size=batch_size, int8_io=int8_io)
         convert_seconds = time.perf_counter() - started
-
-        report = {
-            "format": format,
-            "quantization": quantization,
-            "output_kind": output_kind,
-            "include_preprocessing": bool(include_preprocessing),
-            "int8_io": bool(int8_io),
-            "path": path,
-            "file_bytes": _size(staging),
-            "input": {
+        described = module.describe(staging)
+        if described["flex_ops"]:
+            raise ExportError(
+                f"The LiteRT model contains non-builtin operators {described['flex_ops']}; "
+                "only builtin operators are allowed."
+            )
+        report = ExportReport(
+            format=format,
+            quantization=quantization,
+            output_kind=output_kind,
+            include_preprocessing=bool(include_preprocessing),
+            int8_io=bool(int8_io),
+            path=path,
+            file_bytes=export_utils.size(staging),
+            input={
                 "name": input_spec.name,
                 "shape": [None, *input_spec.shape[1:]],
-                "dtype": input_spec.dtype.name,
+                "dtype": described["input_dtype"] or input_spec.dtype.name,
             },
-            "output_dtype": "float32",
-            "convert_seconds": round(convert_seconds, 2),
-        }
-        if format == "litert":
-            table = litert_op_table(model_bytes)
-            report["ops"] = sorted({name for name, _ in table})
-            report["op_counts"] = litert_op_counts(model_bytes)
-            input_types, output_types = litert_io_types(model_bytes)
-            report["input"]["dtype"] = input_types[0]
-            report["output_dtype"] = output_types[0]
-            report["flex_ops"] = sorted(
-                {n for n in report["ops"] if n.startswith("Flex") or not n.isupper()}
-            )
-            if report["flex_ops"]:
-                raise ExportError(
-                    f"The LiteRT model contains non-builtin operators "
-                    f"{report['flex_ops']}; only builtin operators are allowed."
-                )
-        elif format == "onnx":
-            report["ops"] = onnx_ops(staging)
-            report["op_counts"] = None
-            report["flex_ops"] = []
-        else:
-            report["ops"] = report["op_counts"] = None
-            report["flex_ops"] = []
-
-        report.update(_empty_verification())
+            output_dtype=described["output_dtype"],
+            ops=described["ops"],
+            op_counts=described["op_counts"],
+            flex_ops=described["flex_ops"],
+            convert_seconds=round(convert_seconds, 2),
+        )
         if verify:
             started = time.perf_counter()
             if format == "litert":
-                _probe_litert(staging, inputs[:1])
-            report.update(
-                _verify(graph_model, staging, format, inputs, labels, batch_size)
+                module.probe(staging, inputs[:1])
+            checks = verify_against_keras(graph_model, staging, format, inputs, labels, batch_size)
+            report = dataclasses.replace(
+                report, **checks, verify_seconds=round(time.perf_counter() - started, 2)
             )
-            report["verify_seconds"] = round(time.perf_counter() - started, 2)
-            if min_top1_agreement is not None and report["top1_agreement"] < min_top1_agreement:
+            if min_top1_agreement is not None and report.top1_agreement < min_top1_agreement:
                 raise ExportVerificationError(
-                    f"Top-1 agreement with Keras {report['top1_agreement']:.4f} is "
+                    f"Top-1 agreement with Keras {report.top1_agreement:.4f} is "
                     f"below min_top1_agreement={min_top1_agreement} on "
-                    f"{report['num_samples']} images (max |logit diff| "
-                    f"{report['max_abs_logit_diff']:.3g}); nothing written to '{path}'."
+                    f"{report.num_samples} images (max |logit diff| "
+                    f"{report.max_abs_logit_diff:.3g}); nothing written to '{path}'."
                 )
-        _move_into_place(staging, path, format)
+        export_utils.move_into_place(staging, path, format)
     except BaseException:
-        _remove(staging)
+        export_utils.remove(staging)
         raise
     return report
 
@@ -340,41 +292,6 @@ def _check_arguments(model, format, quantization, representative_images,
         raise ValueError("export supports single-input, single-output models.")
 
 
-def _computes_in_float32(model):
-    return all(
-        keras.dtype_policies.get(layer.dtype_policy).compute_dtype == "float32"
-        for layer in model._flatten_layers()
-    )
-
-
-def _as_float32_policy(config):
-    """`config` with every dtype policy replaced by float32."""
-    if isinstance(config, list):
-        return [_as_float32_policy(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
-    converted = {key: _as_float32_policy(value) for key, value in config.items()}
-    if isinstance(converted.get("dtype"), str) and converted["dtype"].startswith("mixed_"):
-        converted["dtype"] = "float32"
-    return converted
-
-
-def _in_float32(model):
-    """`model`, or a float32 copy with its weights if it computes in another
-    dtype (a model trained under `mixed_bfloat16`): the exported graphs are
-    float32 (quantization is the export's own option), and LiteRT has no
-    bfloat16 kernels."""
-    if _computes_in_float32(model):
-        return model
-    config = _as_float32_policy(keras.saving.serialize_keras_object(model))
-    config.pop("compile_config", None)  # an export needs no optimizer or loss
-    copy = keras.saving.deserialize_keras_object(config)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_image_size):
     """The Keras model to convert and its input `tf.TensorSpec`."""
     import tensorflow as tf
@@ -413,9 +330,7 @@ def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, i
     images = np.asarray(images)
     expected = tuple(input_spec.shape[1:])
     if include_preprocessing:
-        from keras_spiking_tf.edge_export.runtime import _cast_images
-
-        inputs = _cast_images(images, input_spec.dtype.as_numpy_dtype)
+        inputs = export_utils.cast_images(images, input_spec.dtype.as_numpy_dtype)
     elif preprocess_images and getattr(model, "preprocessor", None) is not None:
         inputs = np.asarray(model.preprocessor(images.astype("float32")), dtype="float32")
     else:
@@ -439,295 +354,3 @@ def _random_images(model, include_preprocessing, preprocess_images, input_spec, 
     return rng.normal(size=shape).astype("float32")
 
 
-def _reserve(path, format):
-    """Absolute destination and a staging path beside it (created empty)."""
-    path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path)
-    if not FORMATS[format].is_directory and os.path.isdir(path):
-        raise IsADirectoryError(
-            f"Cannot write the {format} export to '{path}': it is a directory."
-        )
-    if FORMATS[format].is_directory and os.path.exists(path) and not os.path.isdir(path):
-        raise FileExistsError(
-            f"Cannot write the SavedModel to '{path}': a file of that name exists."
-        )
-    blocker = parent
-    while blocker and not os.path.exists(blocker):
-        blocker = os.path.dirname(blocker)
-    if blocker and not os.path.isdir(blocker):
-        raise NotADirectoryError(
-            errno.ENOTDIR,
-            f"Cannot write the {format} export to '{path}': '{blocker}' is a "
-            "file, not a directory",
-            path,
-        )
-    try:
-        os.makedirs(parent, exist_ok=True)
-        sweep_stale_staging(parent, [".partial"])  # left by an interrupted export
-        while True:
-            staging = os.path.join(parent, f"{staging_name('.partial')}.{name}{FORMATS[format].suffix}")
-            try:
-                # Default permissions (0o666/0o777 less the umask), unlike
-                # tempfile's private 0o600/0o700: the staging entry becomes
-                # the export itself.
-                if FORMATS[format].is_directory:
-                    os.mkdir(staging)
-                else:
-                    open(staging, "xb").close()
-                return path, staging
-            except FileExistsError:
-                continue
-    except OSError as error:
-        raise type(error)(
-            error.errno,
-            f"Cannot write the {format} export to '{path}': {error.strerror or error}",
-            path,
-        ) from error
-
-
-def _move_into_place(staging, path, format):
-    if FORMATS[format].is_directory:
-        replace_directory(staging, path)
-    else:
-        os.replace(staging, path)
-
-
-def _remove(staging):
-    if os.path.isdir(staging):
-        shutil.rmtree(staging, ignore_errors=True)
-    elif os.path.exists(staging):
-        os.remove(staging)
-
-
-def _size(path):
-    if os.path.isdir(path):
-        return sum(
-            os.path.getsize(os.path.join(root, f))
-            for root, _, files in os.walk(path)
-            for f in files
-        )
-    return os.path.getsize(path)
-
-
-def _quiet(fn, *args, **kwargs):
-    """Calls `fn` with TensorFlow/tf2onnx/absl chatter turned down."""
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "absl")]
-    levels = [logger.level for logger in loggers]
-    try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args, **kwargs)
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _convert_litert(graph_model, input_spec, quantization, representative, batch_size,
-                    int8_io=False):
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory(prefix="keras_spiking_tf_export_") as saved_model_dir:
-        # As Keras' LiteRT exporter: ExportArchive -> SavedModel -> converter.
-        archive = keras.export.ExportArchive()
-        archive.track(graph_model)
-        archive.add_endpoint(
-            "serve",
-            functools.partial(graph_model.__call__, training=False),
-            input_signature=[input_spec],
-        )
-        _quiet(archive.write_out, saved_model_dir, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        try:
-            if quantization is None:
-                return _quiet(converter.convert)
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if quantization == "float16":
-                converter.target_spec.supported_types = [tf.float16]
-                return _quiet(converter.convert)
-            if quantization == "dynamic_int8":
-                return _quiet(converter.convert)
-            return _quiet(_convert_int8, converter, representative, batch_size, int8_io)
-        except Exception as error:
-            raise ExportError(
-                f"LiteRT conversion (quantization={quantization!r}) with builtin "
-                f"operators only failed: {error}\nThis exporter never falls back "
-                "to Flex (SELECT_TF_OPS) kernels; an operator without a builtin "
-                "LiteRT kernel has to be replaced in the model."
-            ) from error
-
-
-def _convert_int8(converter, representative, batch_size, int8_io=False):
-    """Selective int8 quantization (module docstring): int8 synapses."""
-    import tensorflow as tf
-
-    calibration_batch = max(1, min(batch_size, 16))
-
-    def dataset():
-        for start in range(0, len(representative), calibration_batch):
-            yield [representative[start : start + calibration_batch]]
-
-    converter.representative_dataset = dataset
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-        tf.lite.OpsSet.TFLITE_BUILTINS,
-    ]
-    from keras_spiking_tf.edge_export.runtime import _builtin_names
-
-    denylisted_ops = sorted(set(_builtin_names().values()) - set(INT8_OPERATORS))
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_ops=denylisted_ops, fully_quantize=int8_io
-    )
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=dataset, debug_options=options
-    )
-    nodes = _unbounded_range_producers(debugger.calibrated_model)
-    if nodes:
-        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_ops=denylisted_ops, denylisted_nodes=nodes, fully_quantize=int8_io
-        )
-    return debugger.get_nondebug_quantized_model()
-
-
-def _unbounded_range_producers(calibrated_model):
-    """Output tensor names of the operators feeding a tensor whose calibrated
-    range is not finite-sized (the -inf pool padding): they stay float."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(bytearray(calibrated_model), 0)
-    names = []
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        producer = {}
-        for o in range(subgraph.OperatorsLength()):
-            operator = subgraph.Operators(o)
-            for k in range(operator.OutputsLength()):
-                producer[operator.Outputs(k)] = operator
-        for o in range(subgraph.OperatorsLength()):
-            operator = subgraph.Operators(o)
-            if not operator.OutputsLength() or not operator.InputsLength():
-                continue
-            quantization = subgraph.Tensors(operator.Outputs(0)).Quantization()
-            if quantization is None or quantization.MinLength() == 0:
-                continue
-            low = quantization.MinAsNumpy()
-            high = quantization.MaxAsNumpy()
-            if np.all(np.abs(low) < 1e30) and np.all(np.abs(high) < 1e30):
-                continue
-            source = producer.get(operator.Inputs(0))
-            if source is not None and source.OutputsLength():
-                names.append(subgraph.Tensors(source.Outputs(0)).Name().decode())
-    return sorted(set(names))
-
-
-def _convert_onnx(graph_model, input_spec, staging):
-    _quiet(graph_model.export, staging, format="onnx", verbose=False,
-           input_signature=[input_spec])
-
-
-_PROBE = """
-import sys
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
-interpreter = Interpreter(model_path=sys.argv[1])
-detail = interpreter.get_input_details()[0]
-sample = np.load(sys.argv[2])
-interpreter.resize_tensor_input(detail["index"], list(sample.shape), strict=True)
-interpreter.allocate_tensors()
-interpreter.set_tensor(detail["index"], sample.astype(detail["dtype"]))
-interpreter.invoke()
-"""
-
-
-def _probe_litert(path, sample):
-    """Runs the file once in a child process first: a model the LiteRT runtime
-    aborts on (SIGABRT in `allocate_tensors`, as all-op int8 SNNs do) becomes
-    an `ExportError` instead of killing this process."""
-    with tempfile.TemporaryDirectory(prefix="keras_spiking_tf_probe_") as directory:
-        sample_path = os.path.join(directory, "sample.npy")
-        np.save(sample_path, sample)
-        result = subprocess.run(
-            [sys.executable, "-c", _PROBE, path, sample_path],
-            capture_output=True, text=True, timeout=600,
-        )
-    if result.returncode != 0:
-        how = (
-            f"was killed by signal {-result.returncode}"
-            if result.returncode < 0
-            else f"exited with status {result.returncode}"
-        )
-        raise ExportError(
-            f"The converted LiteRT model does not run: the LiteRT interpreter "
-            f"{how} on one sample.\n{result.stderr[-2000:]}"
-        )
-
-
-def _keras_outputs(graph_model, inputs, batch_size):
-    outputs = []
-    for start in range(0, len(inputs), batch_size):
-        batch = inputs[start : start + batch_size]
-        outputs.append(keras.ops.convert_to_numpy(graph_model(batch, training=False)))
-    return np.concatenate(outputs).astype("float32")
-
-
-def _empty_verification():
-    return {
-        "num_samples": None,
-        "top1_agreement": None,
-        "max_abs_logit_diff": None,
-        "mean_abs_logit_diff": None,
-        "num_samples_over_rounding": None,
-        "accuracy_keras": None,
-        "accuracy_exported": None,
-        "accuracy_change": None,
-        "batch_sizes_checked": None,
-        "verify_seconds": None,
-    }
-
-
-def _verify(graph_model, staging, format, inputs, labels, batch_size):
-    try:
-        runner = load_exported(staging, format=format)
-        exported = runner(inputs, batch_size=batch_size)
-        single = runner(inputs[:1])
-    except Exception as error:
-        raise ExportError(
-            f"The exported {format} model failed to run in its runtime: {error}"
-        ) from error
-    reference = _keras_outputs(graph_model, inputs, batch_size)
-    if exported.shape != reference.shape:
-        raise ExportError(
-            f"The exported model returns shape {exported.shape}, Keras {reference.shape}."
-        )
-    if not np.allclose(single, exported[:1], rtol=0, atol=1e-5):
-        raise ExportError(
-            "The exported model gives a different result for the same image at "
-            "batch size 1 and at batch size "
-            f"{min(len(inputs), batch_size)}: its batch axis is not independent."
-        )
-    difference = np.abs(exported - reference)
-    per_sample = difference.max(axis=1)
-    report = {
-        "num_samples": int(len(inputs)),
-        "top1_agreement": float(np.mean(exported.argmax(1) == reference.argmax(1))),
-        "max_abs_logit_diff": float(difference.max()),
-        "mean_abs_logit_diff": float(difference.mean()),
-        "num_samples_over_rounding": int(np.sum(per_sample > ROUNDING_TOLERANCE)),
-        "batch_sizes_checked": sorted({1, min(len(inputs), batch_size)}),
-    }
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        keras_accuracy = float(np.mean(reference.argmax(1) == labels))
-        exported_accuracy = float(np.mean(exported.argmax(1) == labels))
-        report.update(
-            {
-                "accuracy_keras": keras_accuracy,
-                "accuracy_exported": exported_accuracy,
-                "accuracy_change": exported_accuracy - keras_accuracy,
-            }
-        )
-    else:
-        report.update({"accuracy_keras": None, "accuracy_exported": None, "accuracy_change": None})
-    return report

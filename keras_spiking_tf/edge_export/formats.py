@@ -1,13 +1,20 @@
-"""The export formats: the one table of names, file suffixes and options.
+"""The export formats: the one table of names, file suffixes, options and
+the module that implements each.
 
-| format        | file                  | runtime that runs it | quantization             |
-|---------------|-----------------------|----------------------|--------------------------|
-| `litert`      | `.tflite` file        | LiteRT interpreter   | float16, dynamic_int8, int8 |
-| `onnx`        | `.onnx` file          | ONNX Runtime         | none                     |
-| `saved_model` | directory (`saved_model.pb`) | TensorFlow    | none                     |
+| format        | file                  | runtime that runs it | quantization             | module |
+|---------------|-----------------------|----------------------|--------------------------|--------|
+| `litert`      | `.tflite` file        | LiteRT interpreter   | float16, dynamic_int8, int8 | `litert.py` |
+| `onnx`        | `.onnx` file          | ONNX Runtime         | none                     | `onnx.py` |
+| `saved_model` | directory (`saved_model.pb`) | TensorFlow    | none                     | `saved_model.py` |
+
+Each format module has the same small interface, as Keras' own
+`keras/src/export/` modules: `convert(graph_model, input_spec, path,
+**options)` writes the file, `describe(path)` lists its operators and
+input/output dtypes, `Runner(path, num_threads)` runs it on NumPy batches.
 """
 
 import dataclasses
+import importlib
 import os
 
 
@@ -20,24 +27,32 @@ class ExportFormat:
         suffix: the file name's suffix (`""` for a directory).
         is_directory: whether an export is a directory.
         quantizations: the `quantization=` values it takes (`None` first).
+        module: the module implementing it (`convert`, `describe`, `Runner`).
     """
 
     name: str
     suffix: str
     is_directory: bool
     quantizations: tuple
+    module: str
 
 
 FORMATS = {
     spec.name: spec
     for spec in (
-        ExportFormat("litert", ".tflite", False, (None, "float16", "dynamic_int8", "int8")),
-        ExportFormat("onnx", ".onnx", False, (None,)),
-        ExportFormat("saved_model", "", True, (None,)),
+        ExportFormat("litert", ".tflite", False, (None, "float16", "dynamic_int8", "int8"),
+                     "keras_spiking_tf.edge_export.litert"),
+        ExportFormat("onnx", ".onnx", False, (None,), "keras_spiking_tf.edge_export.onnx"),
+        ExportFormat("saved_model", "", True, (None,), "keras_spiking_tf.edge_export.saved_model"),
     )
 }
 QUANTIZATIONS = FORMATS["litert"].quantizations
 OUTPUT_KINDS = ("logits", "probabilities")
+
+
+def format_module(name):
+    """The module implementing format `name`."""
+    return importlib.import_module(FORMATS[name].module)
 
 
 def format_of_path(path):

@@ -30,13 +30,13 @@ import time
 import keras
 import numpy as np
 
-from keras_spiking_tf.edge_export.exporter import ExportError
-from keras_spiking_tf.edge_export.exporter import ExportVerificationError
-from keras_spiking_tf.edge_export.exporter import _in_float32
-from keras_spiking_tf.edge_export.exporter import _move_into_place
-from keras_spiking_tf.edge_export.exporter import _quiet
-from keras_spiking_tf.edge_export.exporter import _remove
-from keras_spiking_tf.edge_export.exporter import _reserve
+from keras_spiking_tf.edge_export.export_utils import ExportError
+from keras_spiking_tf.edge_export.export_utils import ExportVerificationError
+from keras_spiking_tf.edge_export.export_utils import in_float32
+from keras_spiking_tf.edge_export.export_utils import move_into_place
+from keras_spiking_tf.edge_export.export_utils import quiet
+from keras_spiking_tf.edge_export.export_utils import remove
+from keras_spiking_tf.edge_export.export_utils import reserve
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
     SpikingTransformerStepModel,
 )
@@ -77,18 +77,18 @@ def _convert(step, format, path):
         import tf2onnx
 
         function = tf.function(serve, input_signature=specs)
-        _quiet(tf2onnx.convert.from_function, function, input_signature=specs, opset=17,
+        quiet(tf2onnx.convert.from_function, function, input_signature=specs, opset=17,
                output_path=path)
         return
     with tempfile.TemporaryDirectory(prefix="keras_spiking_tf_step_") as saved_model_dir:
         archive = keras.export.ExportArchive()
         archive.track(step)
         archive.add_endpoint("serve", serve, input_signature=specs)
-        _quiet(archive.write_out, saved_model_dir, verbose=False)
+        quiet(archive.write_out, saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
-            model_bytes = _quiet(converter.convert)
+            model_bytes = quiet(converter.convert)
         except Exception as error:
             raise ExportError(f"LiteRT conversion of the step model failed: {error}") from error
     with open(path, "wb") as file:
@@ -205,7 +205,7 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         raise ValueError(f"A {format} step model is a '{suffix}' file; got '{path}'.")
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("Exporting converts through TensorFlow; run with KERAS_BACKEND=tensorflow.")
-    model = _in_float32(classifier)
+    model = in_float32(classifier)
     backbone = model.backbone
     frames = backbone.input_type == "frames"
     steps = backbone.time_steps
@@ -224,7 +224,7 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
     multi_step = np.asarray(model.predict(verification_inputs, verbose=0))
 
     step = SpikingTransformerStepModel(model)
-    path, staging = _reserve(path, format)
+    path, staging = reserve(path, format)
     try:
         _convert(step, format, staging)
         runner = StepRunner(staging)
@@ -255,8 +255,8 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
                 f"Top-1 agreement of the stepped file with Keras is {agreement:.4f}, below "
                 f"{min_top1_agreement}; nothing written to '{path}'."
             )
-        _move_into_place(staging, path, format)
+        move_into_place(staging, path, format)
     except BaseException:
-        _remove(staging)
+        remove(staging)
         raise
     return report
