@@ -18,6 +18,7 @@ with quiet_tensorflow_start_for_tools():
     from keras_spiking_tf import models
     from keras_spiking_tf.edge_export import export
     from keras_spiking_tf.edge_export import load_exported
+    from keras_spiking_tf.inference_graph import optimize_for_inference
     from keras_spiking_tf.models.spiking_transformer import from_preset
     from keras_spiking_tf.models.spiking_transformer import list_presets
     from keras_spiking_tf.models.spiking_transformer import predict_anytime

@@ -15,6 +15,7 @@ from keras_spiking_tf.atomic_directory import replace_directory
 from keras_spiking_tf.atomic_directory import staging_name
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.edge_export.formats import FORMATS
+from keras_spiking_tf.inference_graph import float32_copy
 
 
 class ExportError(RuntimeError):
@@ -32,20 +33,6 @@ def computes_in_float32(model):
     )
 
 
-def _as_float32_policy(config):
-    """`config` with every dtype policy replaced by float32."""
-    if isinstance(config, list):
-        return [_as_float32_policy(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
-    converted = {key: _as_float32_policy(value) for key, value in config.items()}
-    if isinstance(converted.get("dtype"), str) and converted["dtype"].startswith("mixed_"):
-        converted["dtype"] = "float32"
-    return converted
-
-
 def in_float32(model):
     """`model`, or a float32 copy with its weights if it computes in another
     dtype (a model trained under `mixed_bfloat16`): the exported graphs are
@@ -53,11 +40,7 @@ def in_float32(model):
     bfloat16 kernels."""
     if computes_in_float32(model):
         return model
-    config = _as_float32_policy(keras.saving.serialize_keras_object(model))
-    config.pop("compile_config", None)  # an export needs no optimizer or loss
-    copy = keras.saving.deserialize_keras_object(config)
-    copy.set_weights(model.get_weights())
-    return copy
+    return float32_copy(model)
 
 
 def reserve(path, format):

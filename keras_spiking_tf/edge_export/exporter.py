@@ -64,6 +64,7 @@ from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
 from keras_spiking_tf.edge_export.formats import format_module
 from keras_spiking_tf.edge_export.report import ExportReport
 from keras_spiking_tf.edge_export.verification import verify as verify_against_keras
+from keras_spiking_tf.inference_graph import optimize_for_inference
 
 
 def export(
@@ -82,6 +83,7 @@ def export(
     int8_io=False,
     raw_image_size=None,
     preprocess_images=True,
+    optimize_graph=True,
     num_verification_images=16,
     min_top1_agreement=None,
     batch_size=64,
@@ -121,6 +123,11 @@ def export(
             `model.predict` takes). When the exported graph takes normalised
             images they are run through `model.preprocessor` first; pass
             `False` if they are already normalised.
+        optimize_graph: convert the inference graph of
+            `keras_spiking_tf.optimize_for_inference` (BatchNorm folded,
+            neurons without comparisons, static shapes; see its module for
+            which rewrite changes float32 rounding), not the training graph.
+            Verification compares with the model as given either way.
         num_verification_images: size of the random verification batch.
         min_top1_agreement: if set, an export whose top-1 agreement with
             Keras is lower raises `ExportVerificationError` and writes nothing.
@@ -171,9 +178,15 @@ def export(
             f"KERAS_BACKEND=tensorflow (current backend: {keras.backend.backend()})."
         )
     model = export_utils.in_float32(model)
-    graph_model, input_spec = _graph_model(
+    reference_model, input_spec = _graph_model(
         model, include_preprocessing, output_kind, input_dtype, raw_image_size
     )
+    graph_model = reference_model
+    if optimize_graph:
+        graph_model, _ = _graph_model(
+            optimize_for_inference(model), include_preprocessing, output_kind,
+            input_dtype, raw_image_size,
+        )
     to_inputs = functools.partial(
         _graph_inputs, model, include_preprocessing, preprocess_images, input_spec
     )
@@ -205,6 +218,7 @@ def export(
         report = ExportReport(
             format=format,
             quantization=quantization,
+            optimize_graph=bool(optimize_graph),
             output_kind=output_kind,
             include_preprocessing=bool(include_preprocessing),
             int8_io=bool(int8_io),
@@ -225,7 +239,9 @@ def export(
             started = time.perf_counter()
             if format == "litert":
                 module.probe(staging, inputs[:1])
-            checks = verify_against_keras(graph_model, staging, format, inputs, labels, batch_size)
+            checks = verify_against_keras(
+                reference_model, staging, format, inputs, labels, batch_size
+            )
             report = dataclasses.replace(
                 report, **checks, verify_seconds=round(time.perf_counter() - started, 2)
             )

@@ -10,8 +10,8 @@ class ExportReport(collections.abc.Mapping):
     (`report["top1_agreement"]`, `dict(report)`, `json.dumps(dict(report))`).
 
     Attributes:
-        format, quantization, output_kind, include_preprocessing, int8_io:
-            what was asked for.
+        format, quantization, optimize_graph, output_kind,
+            include_preprocessing, int8_io: what was asked for.
         path: the written file or directory; `file_bytes` its size.
         input: the graph input's `name`, `shape` and `dtype`;
             `output_dtype` the output's.
@@ -37,6 +37,7 @@ class ExportReport(collections.abc.Mapping):
 
     format: str
     quantization: str | None
+    optimize_graph: bool
     output_kind: str
     include_preprocessing: bool
     int8_io: bool

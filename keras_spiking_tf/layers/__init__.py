@@ -17,6 +17,8 @@ from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplittin
 from keras_spiking_tf.layers.spiking_self_attention import AttentionProduct
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
 from keras_spiking_tf.layers.ssa import SSA
+from keras_spiking_tf.layers.synapses import SynapticConv2D
+from keras_spiking_tf.layers.synapses import TokenDense
 from keras_spiking_tf.layers.surrogate import SURROGATES
 from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
 from keras_spiking_tf.layers.surrogate import surrogate_derivative

@@ -1,6 +1,7 @@
 """BatchNorm for spiking tensors: statistics shared over batch and time."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -32,10 +33,34 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
     ```
     """
 
+    folded = False  # set by `FoldsBatchNorm.fold_batch_norm`: now an identity
+
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
 
+    def inference_affine(self):
+        """`(scale, shift)` in float64 with `BN(x) = x * scale + shift` at
+        inference (moving statistics)."""
+
+        def value(variable, default):
+            if variable is None:
+                return default
+            return np.asarray(ops.convert_to_numpy(variable), "float64")
+
+        mean = value(self.moving_mean, 0.0)
+        variance = value(self.moving_variance, 1.0)
+        scale = value(self.gamma, 1.0) / np.sqrt(variance + self.epsilon)
+        return scale, value(self.beta, 0.0) - mean * scale
+
     def call(self, inputs, training=None, mask=None):
+        if self.folded:
+            if training:
+                raise ValueError(
+                    f"BatchNorm '{self.name}' is folded into the layer before it "
+                    "(an inference graph, `optimize_for_inference`); train the "
+                    "original model instead."
+                )
+            return inputs
         fused = (
             training
             and self.trainable

@@ -93,6 +93,22 @@ def integrate_from(cell, inputs, membrane):
     return ops.stack(spikes, axis=1), membrane
 
 
+def integrate_for_inference(cell, inputs):
+    """Forward-only run of `cell` over axis 1 from rest: the spikes of
+    `integrate_and_fire` bit for bit, in the operators a deployment runtime
+    runs fastest. The time steps are split and concatenated (a slice and a
+    concatenation, not unstack/stack), the first step is charged from rest
+    without a zero tensor (`charge_at_rest`), and each step fires and resets
+    without comparisons (`fire_and_reset_without_comparison`)."""
+    membrane = None
+    spikes = []
+    for x in ops.split(inputs, inputs.shape[1], axis=1):
+        h = cell.charge_at_rest(x) if membrane is None else cell.charge(x, membrane)
+        s, membrane = cell.fire_and_reset_without_comparison(h)
+        spikes.append(s)
+    return ops.concatenate(spikes, axis=1)
+
+
 def backpropagate_through_time(cell, charged, upstream):
     """`dL/dX` from the stored `H[t]` and `upstream = dL/dS`.
 
@@ -162,6 +178,7 @@ class LIF(keras.layers.Layer):
     """
 
     cell_class = LIFCell
+    inference_graph = False  # True in `optimize_for_inference`'s copy
 
     def __init__(
         self,
@@ -224,6 +241,8 @@ class LIF(keras.layers.Layer):
                 "Cast first, e.g. keras.ops.cast(x, 'float32')."
             )
         membranes = _MEMBRANES.get()
+        if membranes is None and self.inference_graph:
+            return integrate_for_inference(self.cell, inputs)
         if membranes is None:
             return integrate_and_fire(self.cell, inputs, self._backward)
         initial, final = membranes

@@ -33,11 +33,24 @@ membrane wherever it fired (design.md §2.3).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
 from keras_spiking_tf.layers.surrogate import surrogate_derivative
 from keras_spiking_tf.layers.surrogate import validate_surrogate
+
+
+def heaviside_without_comparison(x):
+    """`1.0` where `x >= 0`, else `0.0`, for floating-point `x`, from
+    `floor`, `+` and `clip` alone: `floor(x) + 1` is at least 1 where
+    `x >= 0` (also `x = -0.0`) and at most 0 where `x < 0`. Used with
+    `x = H - V_th`, whose sign is exact in IEEE arithmetic (`H - V_th` is 0
+    only where `H == V_th`), so the spikes are those of `H >= V_th` bit for
+    bit, in operators that every runtime fuses (no comparison, select or
+    boolean cast)."""
+    return ops.clip(ops.floor(x) + 1.0, 0.0, 1.0)
+
 
 def exact_divide(x, divisor):
     """`x / divisor`, correctly rounded on every backend.
@@ -172,9 +185,36 @@ class LIFCell(keras.layers.Layer):
             return v * (1.0 - 1.0 / self.tau) + inputs
         return v - exact_divide(v - self.v_reset, self.tau) + inputs
 
+    def charge_at_rest(self, inputs):
+        """`charge(inputs, 0)` without the zero membrane tensor: the same
+        values (the terms in `v` are exact zeros)."""
+        if self.decay_input:
+            offset = 0.0 if self.v_reset is None else self.v_reset
+            return exact_divide(inputs + offset if offset else inputs, self.tau)
+        if self.v_reset is None or self.v_reset == 0.0:
+            return inputs
+        # v - (v - V_reset) / tau + x at v = 0, in float32 as the graph would
+        return inputs + float(np.float32(self.v_reset) / np.float32(self.tau))
+
     def fire(self, h):
         """Spikes `{0, 1}` with a surrogate gradient."""
         return self._step(h)
+
+    def fire_without_comparison(self, h):
+        """`(spikes, fired)`: the spikes of `fire` and where the neuron
+        fired (`|spikes|`), bit for bit, forward only, from
+        `heaviside_without_comparison`."""
+        spikes = heaviside_without_comparison(h - self.v_threshold)
+        return spikes, spikes
+
+    def fire_and_reset_without_comparison(self, h):
+        """`(spikes, V[t])` of `fire` and `reset`, bit for bit (up to the
+        sign of a zero membrane), forward only: the inference graph's step."""
+        spikes, fired = self.fire_without_comparison(h)
+        if self.v_reset is None:
+            return spikes, h - spikes * self.v_threshold
+        kept = h * (1.0 - fired)  # h where silent, 0 where fired: both exact
+        return spikes, kept if self.v_reset == 0.0 else kept + self.v_reset * fired
 
     def reset(self, h, spikes):
         """Membrane after the spikes, `V[t]`."""
@@ -249,6 +289,11 @@ class TernaryLIFCell(LIFCell):
 
     def fire(self, h):
         return self._step(h) - self._step(-h)
+
+    def fire_without_comparison(self, h):
+        up = heaviside_without_comparison(h - self.v_threshold)
+        down = heaviside_without_comparison(-h - self.v_threshold)
+        return up - down, up + down
 
     def fire_derivative(self, h):
         return self.surrogate_slope(h - self.v_threshold) + self.surrogate_slope(

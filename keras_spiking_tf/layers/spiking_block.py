@@ -76,6 +76,26 @@ class SpikingBlock(keras.layers.Layer):
     def batch_norm(self, name):
         return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
 
+    def synapse_batch_norm_pairs(self):
+        """`(synapse, BatchNorm)` pairs in which the BatchNorm is applied
+        directly to the synapse's output: by SDT's naming (design.md §5),
+        `X_bn` follows `X_conv` (`q_conv` -> `q_bn`, `proj_conv1` -> `proj_bn1`)."""
+        layers = {
+            layer.name: layer
+            for layer in self._flatten_layers(include_self=False, recursive=False)
+        }
+        pairs = []
+        for name, layer in layers.items():
+            if isinstance(layer, SpikingBatchNormalization):
+                synapse = layers.get(name.replace("bn", "conv", 1))
+                if synapse is None:
+                    raise ValueError(
+                        f"BatchNorm '{name}' of {self.name} has no synapse "
+                        f"'{name.replace('bn', 'conv', 1)}' to fold into."
+                    )
+                pairs.append((synapse, layer))
+        return pairs
+
     def get_config(self):
         config = super().get_config()
         config["neuron_config"] = self.neuron_config

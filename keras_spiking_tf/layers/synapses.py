@@ -1,0 +1,98 @@
+"""The inference forms of the synaptic layers (`keras.layers.Dense` and
+`keras.layers.Conv2D`), which `optimize_for_inference` gives the layers of
+its copy: a per-token product with static shapes, and BatchNorm folding.
+
+They add behaviour and no state (the folded bias is a constant), so a
+layer of the copy, loaded with its weights as a stock Keras layer, takes
+its inference form in place. Trained and saved models keep the stock
+classes, whose weight-file layout (keyed by class name) the presets use.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+class FoldsBatchNorm:
+    """Mixin of a synaptic layer `y = x W (+ b)` that can absorb the BatchNorm
+    `z = gamma (y - mean) / sqrt(var + eps) + beta` that follows it.
+
+    With `scale = gamma / sqrt(var + eps)`, `z = x (W scale) + (b scale +
+    beta - mean scale)`: `fold_batch_norm` computes the new kernel and bias
+    in float64 from the float32 weights, rounds them once to float32, and
+    makes the BatchNorm an identity. The folded network computes the same
+    function; only the float32 rounding differs (the products are scaled
+    before the sum instead of after it).
+    """
+
+    folded_bias = None  # the bias of a folded layer built without one
+
+    def fold_batch_norm(self, batch_norm):
+        """Merges `batch_norm` (applied directly to this layer's output)
+        into this layer's kernel and bias, and makes it an identity.
+
+        Args:
+            batch_norm: the `SpikingBatchNormalization` that follows.
+        """
+        scale, shift = batch_norm.inference_affine()
+        kernel = np.asarray(ops.convert_to_numpy(self.kernel), "float64")
+        bias = shift
+        if self.use_bias:
+            bias = bias + np.asarray(ops.convert_to_numpy(self.bias), "float64") * scale
+        self.kernel.assign((kernel * scale).astype("float32"))  # scale: output axis
+        if self.use_bias:
+            self.bias.assign(bias.astype("float32"))
+        else:
+            self.folded_bias = bias.astype("float32")
+        batch_norm.folded = True
+
+    def add_folded_bias(self, outputs):
+        if self.folded_bias is None:
+            return outputs
+        return outputs + ops.convert_to_tensor(self.folded_bias, outputs.dtype)
+
+
+class TokenDense(FoldsBatchNorm, keras.layers.Dense):
+    """`keras.layers.Dense` on every token of `(batch, ..., features)`.
+
+    The leading axes are flattened into one (`(-1, features)`, a reshape with
+    static sizes but the first) around a 2-D matrix product, where Keras'
+    `Dense` on TensorFlow uses `tensordot`, whose shape arithmetic runs at
+    run time and splits an exported graph into pieces that the LiteRT CPU
+    delegate (XNNPACK) cannot take. The same values. Arguments as
+    `keras.layers.Dense`.
+
+    Example:
+
+    ```python
+    dense = TokenDense(64)
+    y = dense(keras.random.normal((2, 4, 16, 32)))   # (2, 4, 16, 64)
+    ```
+    """
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) <= 2:
+            return self.add_folded_bias(super().call(inputs, training=training))
+        leading = inputs.shape[1:-1]
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = self.add_folded_bias(super().call(flat, training=training))
+        return ops.reshape(outputs, (-1, *leading, self.units))
+
+
+class SynapticConv2D(FoldsBatchNorm, keras.layers.Conv2D):
+    """`keras.layers.Conv2D` that can absorb the BatchNorm after it
+    (`fold_batch_norm`). Arguments as `keras.layers.Conv2D`.
+
+    Example:
+
+    ```python
+    conv = SynapticConv2D(32, 3, padding="same", use_bias=False)
+    y = conv(keras.random.normal((2, 16, 16, 8)))
+    ```
+    """
+
+    def call(self, inputs):
+        return self.add_folded_bias(super().call(inputs))
+
+
+INFERENCE_FORMS = {keras.layers.Dense: TokenDense, keras.layers.Conv2D: SynapticConv2D}
