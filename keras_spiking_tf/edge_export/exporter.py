@@ -65,6 +65,7 @@ from keras_spiking_tf.edge_export.formats import format_module
 from keras_spiking_tf.edge_export.report import ExportReport
 from keras_spiking_tf.edge_export.verification import verify as verify_against_keras
 from keras_spiking_tf.inference_graph import optimize_for_inference
+from keras_spiking_tf.layers.lif import LIF
 
 
 def export(
@@ -127,7 +128,8 @@ def export(
             `keras_spiking_tf.optimize_for_inference` (BatchNorm folded,
             neurons without comparisons, static shapes; see its module for
             which rewrite changes float32 rounding), not the training graph.
-            Verification compares with the model as given either way.
+            Verification compares with the model as given either way. A
+            model without spiking layers is exported as it is.
         num_verification_images: size of the random verification batch.
         min_top1_agreement: if set, an export whose top-1 agreement with
             Keras is lower raises `ExportVerificationError` and writes nothing.
@@ -182,6 +184,10 @@ def export(
         model, include_preprocessing, output_kind, input_dtype, raw_image_size
     )
     graph_model = reference_model
+    # A model without this library's spiking layers has nothing to rewrite.
+    optimize_graph = optimize_graph and any(
+        isinstance(layer, LIF) for layer in model._flatten_layers()
+    )
     if optimize_graph:
         graph_model, _ = _graph_model(
             optimize_for_inference(model), include_preprocessing, output_kind,
