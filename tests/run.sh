@@ -23,7 +23,7 @@ KERAS_BACKEND=tensorflow "${pytest[@]}" "$repo/tests" || status=$?
 for backend in jax torch; do
   KERAS_BACKEND=$backend "${pytest[@]}" \
     "$repo/tests/test_neurons.py" "$repo/tests/test_attention.py" "$repo/tests/test_models.py" \
-    "$repo/tests/test_streaming.py" \
+    "$repo/tests/test_streaming.py" "$repo/tests/test_inference_graph.py" \
     || status=$?
 done
 exit $status

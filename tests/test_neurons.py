@@ -683,3 +683,62 @@ def test_exact_ties_fire_as_in_spikingjelly(rng, tau, decay_input, v_reset):
     got = to_numpy(LIF(tau=tau, v_reset=v_reset, decay_input=decay_input)(x[:, :, None]))[..., 0]
     assert expected[:, 1].mean() > 0.3, "the crafted inputs must tie often"
     np.testing.assert_array_equal(got, expected)
+
+
+# --- the inference graph's neurons (optimize_for_inference) ---------------------
+
+
+def inference_lif(layer):
+    """`layer` switched to the inference graph's arithmetic."""
+    layer.inference_graph = True
+    return layer
+
+
+@pytest.mark.parametrize("tau", [1.5, 2.0, 3.0])
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("v_reset", [0.0, None, 0.25])
+def test_inference_neurons_fire_on_exact_ties_as_in_spikingjelly(rng, tau, decay_input, v_reset):
+    """The comparison-free step (floor and clip instead of `>=`, the first
+    step charged from rest) keeps SpikingJelly's spikes on exact ties."""
+    x, expected = tie_inputs(rng, tau, 1.0, v_reset, decay_input)
+    layer = inference_lif(LIF(tau=tau, v_reset=v_reset, decay_input=decay_input))
+    got = to_numpy(layer(x[:, :, None]))[..., 0]
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("ternary", [False, True])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"v_reset": None},
+        {"v_reset": 0.25, "tau": 3.0},
+        {"decay_input": False, "tau": 1.5},
+        {"v_threshold": 0.5},
+        {"v_threshold": 0.3, "v_reset": None, "decay_input": False},
+    ],
+)
+def test_inference_neurons_equal_the_training_neurons(rng, ternary, kwargs):
+    """Spikes bit for bit on random membranes, many of them near a
+    threshold, over 6 steps."""
+    layer_class = TernaryLIF if ternary else LIF
+    x = random_membranes(rng, (64, 6, 37))
+    x[:, :, :8] = np.float32(kwargs.get("v_threshold", 1.0))  # exactly on it
+    x[:, :, 8:12] = -np.float32(kwargs.get("v_threshold", 1.0))
+    expected = to_numpy(layer_class(**kwargs)(x))
+    got = to_numpy(inference_lif(layer_class(**kwargs))(x))
+    assert np.mean(np.abs(expected)) > 0.05, "the inputs must make the neurons fire"
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_heaviside_without_comparison_on_edge_values():
+    from keras_spiking_tf.layers.lif_cell import heaviside_without_comparison
+
+    # (No subnormals: runtimes that flush them to zero do so in comparisons too.)
+    values = np.array(
+        [0.0, -0.0, 1.2e-38, -1.2e-38, 1e-7, -1e-7, 0.5, -0.5, 1.0, -1.0,
+         np.nextafter(np.float32(-1), np.float32(0)), 3e38, -3e38, np.inf, -np.inf],
+        dtype=np.float32,
+    )
+    got = to_numpy(heaviside_without_comparison(ops.convert_to_tensor(values)))
+    np.testing.assert_array_equal(got, (values >= 0).astype(np.float32))
