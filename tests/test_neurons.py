@@ -716,6 +716,7 @@ def test_inference_neurons_fire_on_exact_ties_as_in_spikingjelly(rng, tau, decay
         {"decay_input": False, "tau": 1.5},
         {"v_threshold": 0.5},
         {"v_threshold": 0.3, "v_reset": None, "decay_input": False},
+        {"v_threshold": 2.0, "v_reset": None},
     ],
 )
 def test_inference_neurons_equal_the_training_neurons(rng, ternary, kwargs):
@@ -742,3 +743,19 @@ def test_heaviside_without_comparison_on_edge_values():
     )
     got = to_numpy(heaviside_without_comparison(ops.convert_to_tensor(values)))
     np.testing.assert_array_equal(got, (values >= 0).astype(np.float32))
+
+
+@pytest.mark.parametrize("threshold", [1.0, 2.0, 3.0, 0.5, 1.5, 0.3])
+def test_threshold_step_without_comparison_on_edge_values(threshold):
+    from keras_spiking_tf.layers.lif_cell import threshold_step_without_comparison
+
+    k = np.float32(threshold)
+    around = [k, np.nextafter(k, np.float32(0)), np.nextafter(k, np.float32(10)), -k,
+              np.nextafter(-k, np.float32(0)), np.float32(k - 1), np.float32(k + 1)]
+    values = np.array(
+        [*around, 0.0, -0.0, 1e-7, -1e-7, 0.999, 1.0, 2.0, 2**24, 2**24 + 2, -(2**24),
+         3e38, -3e38, np.inf, -np.inf],
+        dtype=np.float32,
+    )
+    got = to_numpy(threshold_step_without_comparison(ops.convert_to_tensor(values), threshold))
+    np.testing.assert_array_equal(got, (values >= k).astype(np.float32))

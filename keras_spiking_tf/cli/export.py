@@ -71,6 +71,11 @@ flags.DEFINE_bool(
     "With --quantization int8 and --dataset random: calibrate on random images "
     "(refused otherwise; the ranges then do not describe real inputs).",
 )
+flags.DEFINE_bool(
+    "optimize_graph", True,
+    "Convert the inference graph (keras_spiking_tf.optimize_for_inference); "
+    "--nooptimize_graph converts the training graph as it is.",
+)
 flags.DEFINE_bool("verify", True, "Run the written file and compare with Keras.")
 flags.DEFINE_float("min_top1_agreement", None, "Fail (write nothing) below this agreement.")
 flags.DEFINE_string("report", None, "Write the JSON report here.")
@@ -164,6 +169,7 @@ def _main(argv):
         labels=labels,
         input_dtype=FLAGS.input_dtype,
         int8_io=FLAGS.int8_io,
+        optimize_graph=FLAGS.optimize_graph,
         min_top1_agreement=FLAGS.min_top1_agreement,
         seed=FLAGS.seed,
     )

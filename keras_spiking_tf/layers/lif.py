@@ -98,15 +98,20 @@ def integrate_for_inference(cell, inputs):
     `integrate_and_fire` bit for bit, in the operators a deployment runtime
     runs fastest. The time steps are split and concatenated (a slice and a
     concatenation, not unstack/stack), the first step is charged from rest
-    without a zero tensor (`charge_at_rest`), and each step fires and resets
-    without comparisons (`fire_and_reset_without_comparison`)."""
+    without a zero tensor (`charge_at_rest`), each step fires and resets
+    without comparisons (`fire_and_reset_without_comparison`), and the last
+    step does not reset."""
+    steps = ops.split(inputs, inputs.shape[1], axis=1)
     membrane = None
     spikes = []
-    for x in ops.split(inputs, inputs.shape[1], axis=1):
+    for x in steps[:-1]:
         h = cell.charge_at_rest(x) if membrane is None else cell.charge(x, membrane)
         s, membrane = cell.fire_and_reset_without_comparison(h)
         spikes.append(s)
-    return ops.concatenate(spikes, axis=1)
+    # The last step's reset would only feed a step that does not exist.
+    h = cell.charge_at_rest(steps[-1]) if membrane is None else cell.charge(steps[-1], membrane)
+    spikes.append(cell.fire_without_comparison(h)[0])
+    return spikes[0] if len(spikes) == 1 else ops.concatenate(spikes, axis=1)
 
 
 def backpropagate_through_time(cell, charged, upstream):

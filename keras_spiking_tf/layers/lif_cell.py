@@ -52,6 +52,22 @@ def heaviside_without_comparison(x):
     return ops.clip(ops.floor(x) + 1.0, 0.0, 1.0)
 
 
+def threshold_step_without_comparison(h, v_threshold):
+    """`1.0` where `h >= v_threshold`, else `0.0`, without a comparison.
+
+    For an integer threshold `k` (SDT's `V_th = 1`) one operation fewer
+    than `heaviside_without_comparison(h - k)`: `floor(h) >= k` exactly
+    where `h >= k`, so `clip(floor(h) + 1 - k, 0, 1)`, which for `k = 1` is
+    `clip(floor(h), 0, 1)`. (The sum is exact below 2**24 and keeps its
+    sign above.) Any other threshold goes through `h - V_th`.
+    """
+    if float(v_threshold).is_integer():
+        offset = 1.0 - float(v_threshold)
+        floored = ops.floor(h)
+        return ops.clip(floored + offset if offset else floored, 0.0, 1.0)
+    return heaviside_without_comparison(h - v_threshold)
+
+
 def exact_divide(x, divisor):
     """`x / divisor`, correctly rounded on every backend.
 
@@ -204,7 +220,7 @@ class LIFCell(keras.layers.Layer):
         """`(spikes, fired)`: the spikes of `fire` and where the neuron
         fired (`|spikes|`), bit for bit, forward only, from
         `heaviside_without_comparison`."""
-        spikes = heaviside_without_comparison(h - self.v_threshold)
+        spikes = threshold_step_without_comparison(h, self.v_threshold)
         return spikes, spikes
 
     def fire_and_reset_without_comparison(self, h):
@@ -291,8 +307,8 @@ class TernaryLIFCell(LIFCell):
         return self._step(h) - self._step(-h)
 
     def fire_without_comparison(self, h):
-        up = heaviside_without_comparison(h - self.v_threshold)
-        down = heaviside_without_comparison(-h - self.v_threshold)
+        up = threshold_step_without_comparison(h, self.v_threshold)
+        down = threshold_step_without_comparison(-h, self.v_threshold)
         return up - down, up + down
 
     def fire_derivative(self, h):
