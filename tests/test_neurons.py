@@ -716,7 +716,7 @@ def test_inference_neurons_fire_on_exact_ties_as_in_spikingjelly(rng, tau, decay
         {"decay_input": False, "tau": 1.5},
         {"v_threshold": 0.5},
         {"v_threshold": 0.3, "v_reset": None, "decay_input": False},
-        {"v_threshold": 2.0, "v_reset": None},
+        {"v_threshold": 2.0, "v_reset": None, "decay_input": False},
     ],
 )
 def test_inference_neurons_equal_the_training_neurons(rng, ternary, kwargs):
