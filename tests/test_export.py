@@ -166,6 +166,8 @@ def test_onnx_float32_matches_keras_on_digits(shipped, digits, tmp_path):
     assert listing(tmp_path) == ["digits.onnx"]
     assert report["format"] == "onnx" and report["num_samples"] == 360
     assert "Conv" in report["ops"] and "Floor" in report["ops"]
+    # The spike step's clip is one Clip, not a Min and a Max (fuse_clips).
+    assert "Clip" in report["ops"] and "Min" not in report["ops"]
     assert "Loop" not in report["ops"] and "Scan" not in report["ops"]
     run = load_exported(path)
     assert run.input_shape == (None, 16, 16, 1)
@@ -454,3 +456,60 @@ def _onnx_op_types(path):
     import onnx
 
     return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+def _clip_graph(outer, inner, low, high, inner_used_twice=False):
+    """x -> inner(x, a) -> outer(., b) [-> + inner's output again]."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper
+    from onnx import numpy_helper
+
+    a, b = (high, low) if inner == "Min" else (low, high)
+    nodes = [helper.make_node(inner, ["x", "a"], ["y"]), helper.make_node(outer, ["y", "b"], ["z"])]
+    output = "z"
+    if inner_used_twice:
+        nodes.append(helper.make_node("Add", ["z", "y"], ["w"]))
+        output = "w"
+    graph = helper.make_graph(
+        nodes, "clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 5])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, 5])],
+        initializer=[numpy_helper.from_array(np.float32(a), "a"),
+                     numpy_helper.from_array(np.float32(b), "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+
+
+@pytest.mark.parametrize("outer, inner", [("Min", "Max"), ("Max", "Min")])
+@pytest.mark.parametrize("inner_used_twice", [False, True])
+def test_fuse_clips_rewrites_min_max_pairs_only_where_exact(outer, inner, inner_used_twice,
+                                                           tmp_path):
+    import onnx
+    import onnxruntime
+
+    from keras_spiking_tf.edge_export.onnx import fuse_clips
+
+    model = _clip_graph(outer, inner, 0.0, 1.0, inner_used_twice)
+    expected_fused = 0 if inner_used_twice else 1
+    assert fuse_clips(model.graph) == expected_fused
+    onnx.checker.check_model(model)
+    ops = [node.op_type for node in model.graph.node]
+    assert ("Clip" in ops) == (not inner_used_twice)
+    assert ("Min" in ops) == inner_used_twice
+    x = np.array([[-2.0, -0.0, 0.5, 1.0, 3.0]] * 2, dtype=np.float32)
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x})[0]
+    clipped = np.minimum(np.maximum(x, 0.0), 1.0)  # both orders equal for 0 <= 1
+    expected = clipped + (np.maximum(x, 0.0) if inner == "Max" else np.minimum(x, 1.0)) \
+        if inner_used_twice else clipped
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_fuse_clips_leaves_empty_ranges_alone():
+    from keras_spiking_tf.edge_export.onnx import fuse_clips
+
+    # max(min(x, 0), 1) is the constant 1, not a clip to [1, 0].
+    model = _clip_graph("Max", "Min", 1.0, 0.0)
+    assert fuse_clips(model.graph) == 0
+    assert [node.op_type for node in model.graph.node] == ["Min", "Max"]
