@@ -19,8 +19,11 @@ What it does:
    against Keras on 32 random images.
 3. Starts **one process per variant** (`runtime[-quantization][+graph]`,
    `graph` = `reference`, the model as trained, or `optimized`,
-   `optimize_for_inference`'s copy: Keras defaults to `reference`, the
-   exported files to `optimized`, what `export` writes). Each process loads
+   `optimize_for_inference`'s copy, or for Keras `xla`, the reference model
+   compiled whole by XLA, what `model.compile(jit_compile=True)` makes
+   `predict` run; Keras defaults to `reference`, as one `tf.function`
+   without XLA, what `predict` runs on TensorFlow by default, the exported
+   files to `optimized`, what `export` writes). Each process loads
    its runtime with `--threads` threads and measures that runtime's own
    matmul peak: TensorFlow's for Keras, LiteRT's float32 and int8
    `FULLY_CONNECTED`, ONNX Runtime's `MatMul` and `MatMulInteger`
@@ -61,7 +64,7 @@ from machine_load import OtherCpuMeter
 from machine_load import quiet_check
 
 DEFAULT_VARIANTS = (
-    "keras,keras+optimized,litert+reference,litert,litert-int8+reference,litert-int8,"
+    "keras,keras+optimized,keras+xla,litert+reference,litert,litert-int8+reference,litert-int8,"
     "litert-dynamic_int8,onnx+reference,onnx"
 )
 README_BEGIN = "<!-- export-benchmark:begin -->"
@@ -111,8 +114,9 @@ def parse_variant(text):
     if quantization not in ("", "float16", "dynamic_int8", "int8"):
         raise SystemExit(f"error: unknown quantization '{quantization}' in '{text}'")
     graph = graph or ("reference" if runtime == "keras" else "optimized")
-    if graph not in ("reference", "optimized"):
-        raise SystemExit(f"error: graph must be reference or optimized in '{text}'")
+    if graph not in ("reference", "optimized", "xla") or (graph == "xla" and runtime != "keras"):
+        raise SystemExit(f"error: graph must be reference or optimized (or xla for keras) "
+                         f"in '{text}'")
     return {"runtime": runtime, "quantization": quantization or None, "graph": graph,
             "name": text.strip()}
 
@@ -137,7 +141,7 @@ def worker_main(connection, variant, files, threads, seed):
         graph = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)],
-            jit_compile=False,
+            jit_compile=variant["graph"] == "xla",
         )
         run = lambda x: graph(x).numpy()  # noqa: E731
         peaks = {"float32": tf_matmul_peak(files["matmul_size"], seed)}

@@ -245,7 +245,7 @@ def test_preprocessing_resizes_other_raw_sizes(small, digits, tmp_path):
 
 def test_int8_quantizes_synapses_and_stays_within_2_points(shipped, digits, tmp_path):
     """Full-model int8 on the trained preset (about 25 s): the synaptic
-    operators (convolutions, dense layers, attention matmuls) run in int8, the
+    operators (convolutions, dense layers) run in int8, the
     LIF arithmetic in float32 (see keras_spiking_tf/edge_export/exporter.py for
     why), and digits accuracy stays within 2 points of float. Measured with
     these 128 calibration images: accuracy 99.44% -> 99.17-99.44%, top-1
@@ -259,9 +259,10 @@ def test_int8_quantizes_synapses_and_stays_within_2_points(shipped, digits, tmp_
           f"agreement {report['top1_agreement']:.4f}, max |logit diff| "
           f"{report['max_abs_logit_diff']:.3f}")
     counts = report["op_counts"]
-    for op in ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
-        assert counts[op].get("int8", 0) >= 1, (op, counts[op])
-    assert counts["FULLY_CONNECTED"] == {"int8": 13} and counts["BATCH_MATMUL"] == {"int8": 4}
+    # Every synapse int8 (the inference graph has no -inf pad that kept one
+    # conv float); the attention products float32, which XNNPACK runs.
+    assert counts["CONV_2D"] == {"int8": 5}, counts["CONV_2D"]
+    assert counts["FULLY_CONNECTED"] == {"int8": 13} and counts["BATCH_MATMUL"] == {"float32": 4}
     for op in ("ADD", "SUB", "MUL"):  # membrane charge / reset / shortcuts
         assert set(counts[op]) == {"float32"}, (op, counts[op])
     assert not report["flex_ops"]

@@ -22,27 +22,29 @@ Quantization (LiteRT only):
 - `"dynamic_int8"`: int8 weights; convolution and dense inputs are quantized
   on the fly per call, everything else float32. No data needed.
 - `"int8"`: int8 weights (per channel) and int8 activations, calibrated on
-  `representative_images`, for every convolution, dense layer and attention
-  matmul; the neuron dynamics stay float32 (below).
+  `representative_images`, for every convolution and dense layer; the
+  attention products and the neuron dynamics stay float32 (below).
 
-`"int8"` is not "every operator in int8", and cannot be for these networks
-(measured with TF 2.21 / LiteRT 2.3):
+`"int8"` is not "every operator in int8" (measured with TF 2.21 / LiteRT 2.3):
 
-- A LIF neuron's membrane starts at `zeros_like(x)`: calibration gives that
-  tensor a zero range, and the int8 `ADD` that charges the membrane then has
-  a rescale multiplier the runtime rejects: `allocate_tensors()` aborts the
-  process (SIGABRT in `QuantizeMultiplierSmallerThanOneExp`).
-- The SPS max pools pad with -inf (design.md §3.1): the pad's calibrated range is
-  [-3.4e38, max], and the quantizer ties the producing convolution's output
-  scale to it, zeroing that feature map (digits accuracy 10%).
+- The neuron step (`floor`, `clip`, the membrane charge and reset) has no
+  int8 form that keeps its spikes: `FLOOR` has no int8 kernel, and an int8
+  membrane moves every tie with the threshold. It stays float32, with a
+  QUANTIZE before each int8 synapse and a DEQUANTIZE after it.
+- The attention products (`BATCH_MATMUL` of two activations) stay float32:
+  XNNPACK, LiteRT's CPU delegate, takes them only in float, and in int8 they
+  ran on the reference kernels, 1.5x slower for the whole network.
+- In the training graph (`optimize_graph=False`) a LIF membrane starts at
+  `zeros_like(x)`, whose calibrated range is zero (the int8 `ADD` charging it
+  then aborts `allocate_tensors()`), and the SPS pools pad with -inf, whose
+  range ties the producing convolution's scale to -3.4e38. The inference
+  graph has neither; for the training graph the neurons stay float and a
+  convolution whose output feeds a non-finite range stays float32 too.
 
-So `"int8"` quantizes the synaptic operators (`CONV_2D`, `FULLY_CONNECTED`,
-`BATCH_MATMUL`), whose inputs are spikes ({0, 1}, exact in int8), ternary
-values or images, and keeps the LIF charge/fire/reset arithmetic, the
-membrane shortcuts and the -inf pools in float32 (selective quantization
-with `tf.lite.experimental.QuantizationDebugger`). A convolution whose output
-feeds a tensor with a non-finite calibrated range (the -inf pad) stays
-float32 too. Inputs and outputs are float32 unless `int8_io=True`.
+So `"int8"` quantizes the synaptic operators (`CONV_2D`, `FULLY_CONNECTED`),
+whose inputs are spikes ({0, 1}, exact in int8), ternary values or images
+(selective quantization with `tf.lite.experimental.QuantizationDebugger`).
+Inputs and outputs are float32 unless `int8_io=True`.
 
 Every export is written atomically: to a temporary file (or directory) in
 the destination's directory, verified there, then renamed into place; an
