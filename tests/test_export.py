@@ -461,7 +461,6 @@ def _onnx_op_types(path):
 
 def _clip_graph(outer, inner, low, high, inner_used_twice=False):
     """x -> inner(x, a) -> outer(., b) [-> + inner's output again]."""
-    import onnx
     from onnx import TensorProto
     from onnx import helper
     from onnx import numpy_helper
