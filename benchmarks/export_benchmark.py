@@ -548,14 +548,14 @@ def markdown(run, rows, profiles):
                      f"{row['top1_agreement_vs_keras']:.3f}, "
                      f"{row['max_abs_logit_diff_vs_keras']:.2g}")
         lines.append(
-            f"| {row['runtime']} | {row['graph']} | {row['quantization'] or 'float32'} | {size} | "
+            f"| {row['runtime']}{' (busy)' if row['busy'] else ''} | {row['graph']} | "
+            f"{row['quantization'] or 'float32'} | {size} | "
             f"{row['batch1_latency_ms_median']:.2f} ms ({row['batch1_latency_ms_p90']:.2f}) | "
             f"{row.get('batch1_speedup_vs_keras', float('nan')):.2f}× | "
             f"{row['batch32_images_per_s']:.1f} img/s | "
             f"{row.get('batch32_speedup_vs_keras', float('nan')):.2f}× | "
             f"{row['utilization_batch32']:.2f} of {row['utilization_peak']} |"
             f" {agreement} |"
-            + (" busy |" if row["busy"] else "")
         )
     if profiles:
         lines += ["", "Per-operator profile (`--profile`, `profile.json`):", ""]
