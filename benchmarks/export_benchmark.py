@@ -49,6 +49,7 @@ markers `<!-- export-benchmark:begin -->` and `<!-- export-benchmark:end -->`.
 """
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -60,6 +61,7 @@ import time
 
 import numpy as np
 
+from keras_spiking_tf.atomic_directory import write_text_atomically
 from machine_load import OtherCpuMeter
 from machine_load import quiet_check
 
@@ -124,7 +126,7 @@ def parse_variant(text):
 # ----------------------------------------------------------------- workers
 
 
-def worker_main(connection, variant, files, threads, seed):
+def worker_main(connection, variant, files, threads):
     """One variant in its own process: load, measure, answer requests."""
     import keras
     import tensorflow as tf
@@ -134,6 +136,7 @@ def worker_main(connection, variant, files, threads, seed):
     images = np.load(files["images"], allow_pickle=False)
     if variant["runtime"] == "keras":
         import keras_spiking_tf
+        from run import matmul_peak_gflops
 
         model = keras.saving.load_model(files["model"], safe_mode=True)
         if variant["graph"] == "optimized":
@@ -144,7 +147,8 @@ def worker_main(connection, variant, files, threads, seed):
             jit_compile=variant["graph"] == "xla",
         )
         run = lambda x: graph(x).numpy()  # noqa: E731
-        peaks = {"float32": tf_matmul_peak(files["matmul_size"], seed)}
+        peaks = {"float32": functools.partial(matmul_peak_gflops, "float32",
+                                              size=files["matmul_size"])}
     else:
         from keras_spiking_tf.edge_export import load_exported
 
@@ -184,16 +188,6 @@ def best_of(function, repeats=10):
         function()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def tf_matmul_peak(size, seed):
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    a = tf.constant(rng.standard_normal((size, size), dtype=np.float32))
-    b = tf.constant(rng.standard_normal((size, size), dtype=np.float32))
-    matmul = tf.function(tf.matmul, jit_compile=False)
-    return lambda: 2 * size**3 / best_of(lambda: matmul(a, b)[0, 0].numpy()) / 1e9
 
 
 def litert_peak(path, threads):
@@ -355,7 +349,7 @@ def main(argv=None):
         variant_files = dict(files, export=reports[variant["name"]]["path"]
                              if variant["name"] in reports else None)
         process = context.Process(target=worker_main,
-                                  args=(child, variant, variant_files, args.threads, args.seed))
+                                  args=(child, variant, variant_files, args.threads))
         process.start()
         ready = parent.recv()
         meter.add(ready["pid"])
@@ -425,7 +419,7 @@ def main(argv=None):
         append_lines(args.json, [run_info, *({**row, "run_date": run_info["date"]}
                                              for row in rows)])
     if args.table:
-        write_atomically(args.table, text + "\n")
+        write_text_atomically(args.table, text + "\n")
     if args.readme:
         replace_readme_table(args.readme, text)
     return run_info, rows
@@ -510,7 +504,7 @@ def write_profiles(directory, reports, images, threads):
                                                             num_threads=threads)
                 for batch in (1, 32)
             }
-    write_atomically(os.path.join(directory, "profile.json"),
+    write_text_atomically(os.path.join(directory, "profile.json"),
                      json.dumps(profiles, indent=1) + "\n")
     return profiles
 
@@ -583,15 +577,6 @@ def append_lines(path, records):
         file.write("".join(json.dumps(record) + "\n" for record in records))
 
 
-def write_atomically(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, encoding="utf-8",
-                                     suffix=".tmp") as file:
-        file.write(text)
-    os.replace(file.name, path)
-
-
 def replace_readme_table(path, text):
     with open(path, encoding="utf-8") as file:
         readme = file.read()
@@ -600,7 +585,7 @@ def replace_readme_table(path, text):
     head, rest = readme.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     body = text.split("\n", 2)[2]  # without the title
-    write_atomically(path, f"{head}{README_BEGIN}\n{body}\n{README_END}{tail}")
+    write_text_atomically(path, f"{head}{README_BEGIN}\n{body}\n{README_END}{tail}")
 
 
 def cpu_name():
