@@ -21,7 +21,9 @@ What it does:
    `graph` = `reference`, the model as trained, or `optimized`,
    `optimize_for_inference`'s copy, or for Keras `xla`, the reference model
    compiled whole by XLA, what `model.compile(jit_compile=True)` makes
-   `predict` run; Keras defaults to `reference`, as one `tf.function`
+   `predict` run, and `optimized_xla`, the inference graph compiled whole
+   by XLA, what `optimize_for_inference(model).predict` runs on
+   TensorFlow; Keras defaults to `reference`, as one `tf.function`
    without XLA, what `predict` runs on TensorFlow by default, the exported
    files to `optimized`, what `export` writes). Each process loads
    its runtime with `--threads` threads and measures that runtime's own
@@ -41,7 +43,9 @@ What it does:
 6. `--profile DIR`: after the timing, each exported file in its own
    runtime (`keras_spiking_tf.edge_export.profile`): LiteRT's delegation
    (partitions, operators not run by XNNPACK, QUANTIZE/DEQUANTIZE count)
-   and ONNX Runtime's per-operator profile at batch 1 and 32.
+   and its products timed alone at batch 1 (the floor under the file's
+   latency), ONNX Runtime's per-operator profile at batch 1 and 32, and
+   TensorFlow's for the Keras variants without XLA at batch 32.
 
 Appends one JSON line per variant and one for the run to `--json`,
 writes the Markdown table to `--table` and into `--readme` between the
@@ -66,9 +70,15 @@ from machine_load import OtherCpuMeter
 from machine_load import quiet_check
 
 DEFAULT_VARIANTS = (
-    "keras,keras+optimized,keras+xla,litert+reference,litert,litert-int8+reference,litert-int8,"
+    "keras,keras+optimized,keras+xla,keras+optimized_xla,litert+reference,litert,"
+    "litert-int8+reference,litert-int8,"
     "litert-dynamic_int8,onnx+reference,onnx"
 )
+# Operator types of the TensorFlow and ONNX Runtime profiles that compute
+# the products counted as FLOPs (convolutions, dense and attention products).
+PRODUCT_OP_TYPES = ("Conv2D", "_FusedConv2D", "MatMul", "_FusedMatMul", "BatchMatMulV2",
+                    "BatchMatMulV3", "Conv", "FusedConv", "Gemm", "FusedGemm", "FusedMatMul",
+                    "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger")
 README_BEGIN = "<!-- export-benchmark:begin -->"
 README_END = "<!-- export-benchmark:end -->"
 
@@ -116,9 +126,11 @@ def parse_variant(text):
     if quantization not in ("", "float16", "dynamic_int8", "int8"):
         raise SystemExit(f"error: unknown quantization '{quantization}' in '{text}'")
     graph = graph or ("reference" if runtime == "keras" else "optimized")
-    if graph not in ("reference", "optimized", "xla") or (graph == "xla" and runtime != "keras"):
-        raise SystemExit(f"error: graph must be reference or optimized (or xla for keras) "
-                         f"in '{text}'")
+    xla = graph in ("xla", "optimized_xla")
+    if graph not in ("reference", "optimized", "xla", "optimized_xla") or (
+            xla and runtime != "keras"):
+        raise SystemExit(f"error: graph must be reference or optimized (or xla or "
+                         f"optimized_xla for keras) in '{text}'")
     return {"runtime": runtime, "quantization": quantization or None, "graph": graph,
             "name": text.strip()}
 
@@ -139,12 +151,16 @@ def worker_main(connection, variant, files, threads):
         from run import matmul_peak_gflops
 
         model = keras.saving.load_model(files["model"], safe_mode=True)
-        if variant["graph"] == "optimized":
-            model = keras_spiking_tf.optimize_for_inference(model)
+        xla = variant["graph"] in ("xla", "optimized_xla")
+        if variant["graph"].startswith("optimized"):
+            model = keras_spiking_tf.optimize_for_inference(model, jit_compile=xla)
+        else:
+            model.jit_compile = xla
+        # What `predict` runs per batch, without its data-adapter overhead.
         graph = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)],
-            jit_compile=variant["graph"] == "xla",
+            jit_compile=model.jit_compile,
         )
         run = lambda x: graph(x).numpy()  # noqa: E731
         peaks = {"float32": functools.partial(matmul_peak_gflops, "float32",
@@ -412,7 +428,8 @@ def main(argv=None):
                 row["batch32_images_per_s"] / keras_row["batch32_images_per_s"], 3)
     profiles = None
     if args.profile:
-        profiles = write_profiles(args.profile, reports, images, args.threads)
+        profiles = write_profiles(args.profile, reports, images, args.threads, files["model"],
+                                  [v for v in args.variants if v["runtime"] == "keras"])
     text = markdown(run_info, rows, profiles)
     print(text)
     if args.json:
@@ -488,16 +505,35 @@ def row_of(variant, sample, report, outputs, reference, gflop, peaks, max_other_
     return row
 
 
-def write_profiles(directory, reports, images, threads):
+def write_profiles(directory, reports, images, threads, model_path, keras_variants):
     from keras_spiking_tf.edge_export.profile import litert_delegation
+    from keras_spiking_tf.edge_export.profile import litert_product_profile
     from keras_spiking_tf.edge_export.profile import onnx_operator_profile
+    from keras_spiking_tf.edge_export.profile import tensorflow_operator_profile
 
     os.makedirs(directory, exist_ok=True)
     profiles = {}
+    for variant in keras_variants:
+        if variant["graph"] not in ("reference", "optimized"):
+            continue  # XLA's fused kernels have no per-operator times here
+        progress(f"profiling {variant['name']}")
+        import keras
+        import keras_spiking_tf
+
+        model = keras.saving.load_model(model_path, safe_mode=True)
+        if variant["graph"] == "optimized":
+            model = keras_spiking_tf.optimize_for_inference(model)
+        profiles[variant["name"]] = {
+            "tensorflow_batch32": tensorflow_operator_profile(model, images[:32],
+                                                              num_threads=threads)}
     for name, report in reports.items():
         progress(f"profiling {name}")
         if report["format"] == "litert":
-            profiles[name] = {"litert_delegation": litert_delegation(report["path"], threads)}
+            profiles[name] = {
+                "litert_delegation": litert_delegation(report["path"], threads),
+                "litert_products_batch1": litert_product_profile(
+                    report["path"], batch_size=1, num_threads=threads),
+            }
         else:
             profiles[name] = {
                 f"onnx_batch{batch}": onnx_operator_profile(report["path"], images[:batch],
@@ -561,14 +597,33 @@ def markdown(run, rows, profiles):
                     f"- `{name}`: {d['operators']} operators, {d['partitions']} XNNPACK "
                     f"partition(s), {d['delegated']} delegated; outside the delegate: "
                     f"{outside}; QUANTIZE {d['quantize']}, DEQUANTIZE {d['dequantize']}.")
+                lines.append(products_line(name, profile["litert_products_batch1"]))
             else:
-                for batch in (1, 32):
-                    p = profile[f"onnx_batch{batch}"]
+                for key, p in profile.items():
+                    runtime, batch = key.split("_batch")
                     top = ", ".join(f"{r['op_type']} {100 * r['share']:.0f}%"
                                     for r in p["by_op_type"][:6])
-                    lines.append(f"- `{name}` batch {batch}: {p['total_ms']:.1f} ms in "
-                                 f"operators; {top}.")
+                    products = sum(r["share"] for r in p["by_op_type"]
+                                   if r["op_type"] in PRODUCT_OP_TYPES)
+                    lines.append(f"- `{name}` batch {batch} ({runtime} profiler): "
+                                 f"{p['total_ms']:.1f} ms in operators, products "
+                                 f"{100 * products:.0f}%; {top}.")
     return "\n".join(lines)
+
+
+def products_line(name, profile):
+    """One line of `litert_product_profile`'s result: the products' floor."""
+    slowest = []
+    for entry in profile["operators"][:4]:
+        shape = "×".join(map(str, entry["input_shape"]))
+        times = f" ×{entry['count']}" if entry["count"] > 1 else ""
+        slowest.append(f"{entry['op']} {entry['arithmetic']} {shape}→"
+                       f"{entry['output_shape'][-1]}{times} {entry['ms'] * entry['count']:.2f} ms "
+                       f"at {entry['gops']:.0f} GOP/s")
+    return (f"- `{name}` batch 1, each product operator timed alone: products "
+            f"{profile['products_ms']:.2f} ms of the file's {profile['file_ms']:.2f} ms "
+            f"({100 * profile['products_share']:.0f}%), {2 * profile['macs'] / 1e9:.2f} "
+            f"GFLOP; slowest: {'; '.join(slowest)}.")
 
 
 def append_lines(path, records):

@@ -32,6 +32,14 @@ result by default, and it can be used for Keras `predict` as well:
 
 The copy is float32 (the deployment graphs are; quantization is `export`'s
 option) and for inference only: a folded BatchNorm refuses `training=True`.
+
+For Keras `predict` on TensorFlow the copy is also set to compile whole with
+XLA (`jit_compile`), which Keras otherwise leaves off on a CPU: XLA fuses
+the unrolled neuron arithmetic into few loops, where the plain `tf.function`
+runs each elementwise operation over the whole tensor on its own
+(`benchmarks/export_benchmark.py`, variant `keras+optimized_xla`; README,
+"Edge export"). JAX compiles with XLA anyway; on PyTorch the copy keeps
+Keras' default (eager), `torch.compile` was not measured here.
 """
 
 import keras
@@ -66,7 +74,7 @@ def float32_copy(model):
     return copy
 
 
-def optimize_for_inference(model, fold_batch_norm=True):
+def optimize_for_inference(model, fold_batch_norm=True, jit_compile="auto"):
     """A float32 copy of `model` with the inference graph of the module
     docstring; `model` itself is unchanged.
 
@@ -76,6 +84,11 @@ def optimize_for_inference(model, fold_batch_norm=True):
         fold_batch_norm: fold every BatchNorm into its synapse (rewrite 1,
             the one that changes float32 rounding); `False` keeps the
             BatchNorms and so the reference graph's values bit for bit.
+        jit_compile: what the copy's `predict` compiles with, as in
+            `keras.Model.compile`. `"auto"`: XLA (`True`) on TensorFlow,
+            Keras' own choice on the other backends (JAX: XLA; PyTorch:
+            eager). It changes only how `predict` runs, not the graph that
+            `export` converts.
 
     Returns:
         The new model (inference only).
@@ -99,4 +112,8 @@ def optimize_for_inference(model, fold_batch_norm=True):
         if fold_batch_norm and isinstance(layer, SpikingBlock):
             for synapse, batch_norm in layer.synapse_batch_norm_pairs():
                 synapse.fold_batch_norm(batch_norm)
+    if jit_compile == "auto" and keras.backend.backend() == "tensorflow":
+        jit_compile = True
+    if jit_compile != "auto":
+        copy.jit_compile = jit_compile  # what `predict` reads; no optimizer needed
     return copy

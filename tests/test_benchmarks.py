@@ -43,3 +43,66 @@ def test_benchmark_suite_writes_consistent_records(tmp_path):
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(table) == 4 and table[2].startswith("| TF graph | float32 | train | 4 | 2 |")
     assert table[2].endswith("1.00× |")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs once, on TF")
+def test_export_benchmark_end_to_end_with_profiles(tmp_path):
+    """`benchmarks/export_benchmark.py` on the digits preset, one short round:
+    complete, self-consistent records, the README block replaced and nothing
+    else of the file, and profiles whose product count matches the work
+    counted from the Keras model."""
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- export-benchmark:begin -->\nold\n"
+                      "<!-- export-benchmark:end -->\noutro\n")
+    results, table, profile_dir = tmp_path / "export.jsonl", tmp_path / "export.md", tmp_path / "p"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "export_benchmark.py"),
+               "--preset", "st_2_64_digits",
+               "--variants", "keras,keras+optimized_xla,litert-int8,onnx",
+               "--rounds", "1", "--batch1_calls", "2", "--batch32_calls", "1",
+               "--matmul_size", "128", "--allow_busy",  # the test suite keeps the CPUs busy
+               "--json", str(results), "--table", str(table), "--readme", str(readme),
+               "--profile", str(profile_dir)]
+    run = subprocess.run(command, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="3"),
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    run_info, rows = records[0], {r["variant"]: r for r in records[1:]}
+    assert run_info["kind"] == "run" and run_info["preset"] == "st_2_64_digits"
+    assert sorted(rows) == ["keras", "keras+optimized_xla", "litert-int8", "onnx"]
+    gflop, peaks = run_info["gflop_per_image"], run_info["peak_gflops"]
+    assert rows["keras+optimized_xla"]["graph"] == "optimized_xla"
+    for row in rows.values():
+        peak = peaks["int8" if row["quantization"] == "int8" else "float32"]
+        assert row["utilization_batch32"] == pytest.approx(
+            row["batch32_images_per_s"] * gflop / peak, rel=2e-2)
+        assert row["batch1_speedup_vs_keras"] == pytest.approx(
+            rows["keras"]["batch1_latency_ms_median"] / row["batch1_latency_ms_median"], rel=1e-2)
+    int8 = rows["litert-int8"]
+    assert int8["int8_limit_ms"] == pytest.approx(1e3 * gflop / peaks["int8"], rel=1e-2)
+    assert rows["keras+optimized_xla"]["top1_agreement_vs_keras"] == 1.0
+
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- export-benchmark:begin -->\n") and "old" not in text
+    assert text.endswith("<!-- export-benchmark:end -->\noutro\n")
+    assert "| keras | optimized_xla | float32 |" in text
+    assert table.read_text().startswith("# Export benchmark: st_2_64_digits")
+
+    profiles = json.loads((profile_dir / "profile.json").read_text())
+    products = profiles["litert-int8"]["litert_products_batch1"]
+    # The file's products, counted from its shapes, are the work counted
+    # from the Keras model's layers (benchmarks/run.py), except that the file
+    # computes the first convolution of the repeated image once, where the
+    # dense-equivalent count has it at each of the T time steps.
+    convs = [e for e in products["operators"] if e["op"] == "CONV_2D"]
+    first = [e for e in convs if e["input_shape"][0] == 1]
+    time_steps = {e["input_shape"][0] for e in convs} - {1}
+    assert len(first) == 1 and len(time_steps) == 1
+    dense_equivalent = products["macs"] + (time_steps.pop() - 1) * first[0]["macs"]
+    assert 2 * dense_equivalent / 1e9 == pytest.approx(gflop, abs=5e-5)  # 4-decimal rounding
+    assert {e["arithmetic"] for e in products["operators"] if e["op"] == "CONV_2D"} == {"int8"}
+    tensorflow = profiles["keras"]["tensorflow_batch32"]["by_op_type"]
+    assert {"Conv2D", "_FusedConv2D"} & {row["op_type"] for row in tensorflow}
+    assert "keras+optimized_xla" not in profiles  # XLA has no per-operator times
+    assert "onnx_batch32" in profiles["onnx"]
+    assert "`litert-int8` batch 1, each product operator timed alone" in text
+    assert "`keras` batch 32 (tensorflow profiler)" in text

@@ -172,9 +172,10 @@ def test_optimized_model_is_float32_under_mixed_precision(rng):
 
 def test_inference_graph_and_xla_predict_keep_the_trained_digits_predictions():
     """On the shipped digits preset (digits test split, 360 images): the
-    folded inference graph and the XLA-compiled `predict` give every image
-    the same class as the reference model, logits within 1e-4 (measured:
-    1e-6), and so the same accuracy against the labels."""
+    folded inference graph (whose `predict` is XLA-compiled on TensorFlow)
+    and the XLA-compiled reference `predict` give every image the same class
+    as the reference model, logits within 1e-4 (measured: 1e-6), and so the
+    same accuracy against the labels."""
     from keras_spiking_tf.training.datasets import load_digits_arrays
 
     _, _, x_test, y_test = load_digits_arrays()
@@ -184,6 +185,10 @@ def test_inference_graph_and_xla_predict_keep_the_trained_digits_predictions():
     assert accuracy >= 0.98
 
     optimized = keras_spiking_tf.optimize_for_inference(model)
+    # "auto": XLA on TensorFlow (Keras would leave it off on a CPU) and on
+    # JAX (Keras' own choice), eager on PyTorch.
+    assert optimized.jit_compile is (keras.backend.backend() != "torch")
+    assert keras_spiking_tf.optimize_for_inference(model, jit_compile=False).jit_compile is False
     got = optimized.predict(x_test, verbose=0)
     np.testing.assert_array_equal(got.argmax(1), reference.argmax(1))
     np.testing.assert_allclose(got, reference, atol=1e-4, rtol=0)
