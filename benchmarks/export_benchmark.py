@@ -115,7 +115,7 @@ def parse_args(argv):
 
 
 def parse_variant(text):
-    """`"litert-int8+reference"` -> dict(runtime, quantization, graph, name)."""
+    """`"litert-int8+reference"` -> dict(runtime, quantization, graph, xla, name)."""
     body, _, graph = text.strip().partition("+")
     runtime, _, quantization = body.partition("-")
     if runtime not in ("keras", "litert", "onnx"):
@@ -132,7 +132,7 @@ def parse_variant(text):
         raise SystemExit(f"error: graph must be reference or optimized (or xla or "
                          f"optimized_xla for keras) in '{text}'")
     return {"runtime": runtime, "quantization": quantization or None, "graph": graph,
-            "name": text.strip()}
+            "xla": xla, "name": text.strip()}
 
 
 # ----------------------------------------------------------------- workers
@@ -151,11 +151,10 @@ def worker_main(connection, variant, files, threads):
         from run import matmul_peak_gflops
 
         model = keras.saving.load_model(files["model"], safe_mode=True)
-        xla = variant["graph"] in ("xla", "optimized_xla")
         if variant["graph"].startswith("optimized"):
-            model = keras_spiking_tf.optimize_for_inference(model, jit_compile=xla)
+            model = keras_spiking_tf.optimize_for_inference(model, jit_compile=variant["xla"])
         else:
-            model.jit_compile = xla
+            model.jit_compile = variant["xla"]
         # What `predict` runs per batch, without its data-adapter overhead.
         graph = tf.function(
             lambda x: model(x, training=False),
@@ -506,6 +505,9 @@ def row_of(variant, sample, report, outputs, reference, gflop, peaks, max_other_
 
 
 def write_profiles(directory, reports, images, threads, model_path, keras_variants):
+    import keras
+
+    import keras_spiking_tf
     from keras_spiking_tf.edge_export.profile import litert_delegation
     from keras_spiking_tf.edge_export.profile import litert_product_profile
     from keras_spiking_tf.edge_export.profile import onnx_operator_profile
@@ -514,12 +516,9 @@ def write_profiles(directory, reports, images, threads, model_path, keras_varian
     os.makedirs(directory, exist_ok=True)
     profiles = {}
     for variant in keras_variants:
-        if variant["graph"] not in ("reference", "optimized"):
+        if variant["xla"]:
             continue  # XLA's fused kernels have no per-operator times here
         progress(f"profiling {variant['name']}")
-        import keras
-        import keras_spiking_tf
-
         model = keras.saving.load_model(model_path, safe_mode=True)
         if variant["graph"] == "optimized":
             model = keras_spiking_tf.optimize_for_inference(model)

@@ -240,6 +240,25 @@ def _builtin_names():
     }
 
 
+def operator_code_names(model):
+    """The operator name of each operator code of a parsed LiteRT `Model`
+    (an operator's `OpcodeIndex()` indexes this list). Custom operators
+    (Flex delegates included: their custom codes start with "Flex") are
+    named by their custom code."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = _builtin_names()
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            codes.append((code.CustomCode() or b"CUSTOM").decode())
+        else:
+            codes.append(names.get(builtin, f"BUILTIN_{builtin}"))
+    return codes
+
+
 def litert_op_table(model_bytes):
     """Operators of a LiteRT flatbuffer: list of `(name, output dtype name)`.
 
@@ -249,20 +268,12 @@ def litert_op_table(model_bytes):
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(bytearray(model_bytes), 0)
-    names = _builtin_names()
     type_names = {
         value: name.lower()
         for name, value in vars(schema.TensorType).items()
         if not name.startswith("_") and isinstance(value, int)
     }
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            codes.append((code.CustomCode() or b"CUSTOM").decode())
-        else:
-            codes.append(names.get(builtin, f"BUILTIN_{builtin}"))
+    codes = operator_code_names(model)
     table = []
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)

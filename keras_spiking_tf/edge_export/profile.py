@@ -255,14 +255,10 @@ def _product_operators(model_bytes):
     """`[{op, inputs, options}]` for the product operators of subgraph 0."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from keras_spiking_tf.edge_export.litert import _builtin_names
+    from keras_spiking_tf.edge_export.litert import operator_code_names
 
     model = schema.Model.GetRootAs(bytearray(model_bytes), 0)
-    names = _builtin_names()
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        codes.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())))
+    codes = operator_code_names(model)
     subgraph = model.Subgraphs(0)
     found = []
     for o in range(subgraph.OperatorsLength()):
@@ -329,26 +325,26 @@ def _single_product_file(entry):
     op, options = entry["op"], entry["options"]
     x_shape, w_shape = entry["input_shape"], entry["weight_shape"]
     inputs = [tf.TensorSpec(x_shape, tf.float32)]
-    if op == "CONV_2D":
-        kernel = rng.standard_normal((w_shape[1], w_shape[2], w_shape[3], w_shape[0]))
-        bias = rng.standard_normal(w_shape[0])
+    def random(*shape):
+        return rng.standard_normal(shape).astype("float32")
+
+    if op == "CONV_2D":  # LiteRT filter (out, kh, kw, in), TF's (kh, kw, in, out)
+        kernel, bias = random(w_shape[1], w_shape[2], w_shape[3], w_shape[0]), random(w_shape[0])
 
         def product(x):
-            return tf.nn.conv2d(x, kernel.astype("float32"), options["strides"],
-                                options["padding"], dilations=options["dilations"]) + bias.astype(
-                "float32")
-    elif op == "DEPTHWISE_CONV_2D":
+            return tf.nn.conv2d(x, kernel, options["strides"], options["padding"],
+                                dilations=options["dilations"]) + bias
+    elif op == "DEPTHWISE_CONV_2D":  # LiteRT (1, kh, kw, out), TF's (kh, kw, in, multiplier)
         channels = x_shape[-1]
-        kernel = rng.standard_normal((w_shape[1], w_shape[2], channels, w_shape[3] // channels))
-        bias = rng.standard_normal(w_shape[3])
+        kernel = random(w_shape[1], w_shape[2], channels, w_shape[3] // channels)
+        bias = random(w_shape[3])
 
         def product(x):
-            return tf.nn.depthwise_conv2d(x, kernel.astype("float32"), [1, *options["strides"], 1],
+            return tf.nn.depthwise_conv2d(x, kernel, [1, *options["strides"], 1],
                                           options["padding"],
-                                          dilations=options["dilations"]) + bias.astype("float32")
-    elif op == "FULLY_CONNECTED":
-        kernel = rng.standard_normal((w_shape[1], w_shape[0])).astype("float32")
-        bias = rng.standard_normal(w_shape[0]).astype("float32")
+                                          dilations=options["dilations"]) + bias
+    elif op == "FULLY_CONNECTED":  # LiteRT weights (out, in)
+        kernel, bias = random(w_shape[1], w_shape[0]), random(w_shape[0])
         rows = int(np.prod(x_shape[:-1]))
 
         def product(x):
@@ -367,8 +363,7 @@ def _single_product_file(entry):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if entry["arithmetic"] == "int8":
         converter.representative_dataset = lambda: (
-            [rng.standard_normal(spec.shape).astype("float32") for spec in inputs]
-            for _ in range(4)
+            [random(*spec.shape) for spec in inputs] for _ in range(4)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
