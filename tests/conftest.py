@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TOOL_MODULES = {
     "kst-train": "train",
+    "kst-predict": "predict",
     "kst-export": "export",
     "kst-analyze": "analyze",
     "kst-convert-sdt": "convert_sdt_checkpoint",

@@ -210,7 +210,7 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_validation_hold_out_is_stratified_and_refuses_tiny_classes():
-    from keras_spiking_tf.training.datasets import validation_indices
+    from keras_spiking_tf.training.splits import validation_indices
 
     labels = np.repeat(np.arange(4), [40, 20, 20, 20])
     held_out = validation_indices(labels, 0.1)
@@ -418,8 +418,9 @@ def test_output_dir_and_preset_errors(tmp_path, tiny_digits_preset):
         train(TrainConfig(preset="st_2_64_digit", output_dir=str(tmp_path / "r1"), verbose=0))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(TrainConfig(preset=str(tmp_path / "no_preset"), output_dir=str(tmp_path / "r2"), verbose=0))
-    with pytest.raises(ValueError, match="takes 3-channel images but dataset 'digits' has 1"):
-        train(TrainConfig(preset="st_2_256_cifar10", epochs=1, output_dir=str(tmp_path / "r3"), verbose=0))
+    with pytest.raises(ValueError, match="takes frames inputs but dataset 'digits' yields images"):
+        train(TrainConfig(preset="st_2_64_event_digits", epochs=1, output_dir=str(tmp_path / "r3"),
+                          verbose=0))
     with pytest.raises(FileNotFoundError, match="no checkpoint to continue from"):
         train(TrainConfig(preset=tiny_digits_preset, resume=True, output_dir=str(tmp_path / "r4"), verbose=0))
     # Nothing was created for any of the refused runs.

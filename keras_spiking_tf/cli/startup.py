@@ -20,6 +20,7 @@ import tempfile
 
 TOOL_PROGRAMS = {
     "kst-train": "train.py",
+    "kst-predict": "predict.py",
     "kst-export": "export.py",
     "kst-analyze": "analyze.py",
     "kst-convert-sdt": "convert_sdt_checkpoint.py",

@@ -1,6 +1,8 @@
 r"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline main job.
 
     kst-train                                   # st_2_64_digits on digits
+    kst-train --preset st_2_64_digits --init_weights --dataset imagefolder:my_images
+                                                # fine-tune on your own images
     kst-train --preset st_2_256_cifar10 --dataset cifar10 \
         --data_dir ~/tensorflow_datasets --output_dir runs/c10
     kst-train --preset st_2_256_cifar10 --dataset cifar10 \
@@ -26,7 +28,11 @@ DEFAULTS = TrainConfig()
 flags.DEFINE_string("preset", DEFAULTS.preset, "Preset name or preset directory.")
 flags.DEFINE_string("dataset", DEFAULTS.dataset, " | ".join(DATASET_NAMES))
 flags.DEFINE_string("data_dir", None, "TFDS data directory (imagenet2012: holds manual/).")
-flags.DEFINE_string("recipe", None, "Recipe name (cifar, imagenet, digits) or JSON path.")
+flags.DEFINE_string(
+    "recipe", None,
+    "Recipe name (digits, cifar, imagenet, finetune, or an event recipe) or JSON path "
+    "(default: finetune for image folders and --init_weights, else the data set's own).",
+)
 flags.DEFINE_integer("epochs", None, "Total epochs, >= 1 (default: the recipe's).", lower_bound=1)
 flags.DEFINE_integer(
     "batch_size", None, "Global batch size, >= 1 (default: the recipe's).", lower_bound=1
@@ -55,6 +61,16 @@ flags.DEFINE_string(
     "attention", None, "Override the attention, one of the registered ones (a2os2a, sdsa, ssa)."
 )
 flags.DEFINE_bool("init_weights", False, "Start from the preset's weights (fine-tune).")
+flags.DEFINE_integer(
+    "image_channels", None,
+    "Channels the model takes: 1 (grayscale) or 3 (RGB); default the preset's. Images are "
+    "converted to it; with --init_weights the first convolution is adapted.",
+)
+flags.DEFINE_bool(
+    "skip_bad_images", False,
+    "Image folders: leave unreadable image files out (named in summary.json) instead of "
+    "refusing the run.",
+)
 flags.DEFINE_integer(
     "checkpoint_every", None,
     "Also checkpoint every N >= 1 steps (default: at epoch ends only).", lower_bound=1,

@@ -34,6 +34,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_spiking_tf.training.image_data import load_digits_arrays
+from keras_spiking_tf.training.splits import DataSplits
+from keras_spiking_tf.training.splits import describe_hold_out
+from keras_spiking_tf.training.splits import validation_indices
+
 EVENT_DATASETS = ("event_digits", "dvs_gesture", "cifar10_dvs", "nmnist")
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
 DEFAULT_DATA_DIR = os.path.join("~", ".keras", "datasets")
@@ -106,7 +111,6 @@ def write_event_digits(directory, seed=0):
     `<split>/<label>/<index>.npy`. Written once, atomically per file."""
     from keras_spiking_tf.atomic_directory import make_staging_directory
     from keras_spiking_tf.atomic_directory import replace_directory
-    from keras_spiking_tf.training.datasets import load_digits_arrays
 
     root = os.path.join(os.path.expanduser(directory), "EventDigits")
     if os.path.isdir(root):
@@ -125,14 +129,9 @@ def write_event_digits(directory, seed=0):
 
 
 def import_tonic():
-    try:
-        import tonic
-    except ImportError as error:
-        raise ImportError(
-            "Event-camera data sets need tonic: pip install 'keras-spiking-tf[events]' "
-            "(or pip install tonic)."
-        ) from error
-    return tonic
+    from keras_spiking_tf.optional_dependencies import require
+
+    return require("tonic", "Event-camera data sets (tonic)")
 
 
 def event_digits_dataset(data_dir, train):
@@ -261,10 +260,6 @@ def frames_of(dataset, indices, time_steps):
 
 def load_event_dataset(name, data_dir, time_steps, validation_fraction):
     """`DataSplits` of frame sequences of event data set `name`."""
-    from keras_spiking_tf.training.datasets import DataSplits
-    from keras_spiking_tf.training.datasets import describe_hold_out
-    from keras_spiking_tf.training.datasets import validation_indices
-
     if name == "cifar10_dvs":
         whole = tonic_dataset(name, data_dir, train=True)
         train_set = test_set = whole

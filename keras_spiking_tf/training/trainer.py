@@ -32,23 +32,30 @@ from keras_spiking_tf.atomic_directory import write_text_atomically
 from keras_spiking_tf.models.spiking_transformer import from_preset
 from keras_spiking_tf.models.spiking_transformer import save_to_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
+    read_preset_json,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
     read_preset_metadata,
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     preset_architecture,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+    resolve_preset,
 )
 from keras_spiking_tf.layers.attention_variants import ATTENTIONS
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
 from keras_spiking_tf.training.checkpointing import initial_state
 from keras_spiking_tf.training.datasets import check_dataset_name
+from keras_spiking_tf.training.datasets import find_dataset
+from keras_spiking_tf.training.datasets import is_image_folder
 from keras_spiking_tf.training.datasets import load_dataset
 from keras_spiking_tf.training.distribution import STRATEGIES
 from keras_spiking_tf.training.distribution import is_chief
 from keras_spiking_tf.training.distribution import make_strategy
 from keras_spiking_tf.training.distribution import replica_count
 from keras_spiking_tf.training.distribution import strategy_scope
-from keras_spiking_tf.training.input_pipeline import is_frames
 from keras_spiking_tf.training.input_pipeline import make_eval_dataset
 from keras_spiking_tf.training.input_pipeline import make_train_stream
 from keras_spiking_tf.training.input_pipeline import steps_per_epoch
@@ -58,18 +65,18 @@ from keras_spiking_tf.training.optimization import make_optimizer
 from keras_spiking_tf.training.precision import resolve_dtype_policy
 from keras_spiking_tf.training.recipes import load_recipe
 
-DEFAULT_RECIPES = {
-    "digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet2012": "imagenet",
-    "event_digits": "event_digits", "cifar10_dvs": "cifar10_dvs", "nmnist": "nmnist",
-    "dvs_gesture": "dvs_gesture_t16",  # dvs_gesture_t10 at T = 10 (default_recipe)
-}
-
-
-def default_recipe(dataset, time_steps):
-    """The recipe a data set trains with unless `--recipe` says otherwise."""
+def default_recipe(dataset, time_steps, init_weights=False):
+    """The recipe a data set trains with unless `--recipe` says otherwise:
+    `finetune` for image folders and for image data sets trained from a
+    preset's weights (`--init_weights`), else the data set's own."""
+    entry = find_dataset(dataset)
+    if entry.kind == "images" and init_weights:
+        return "finetune"
     if dataset == "dvs_gesture" and time_steps == 10:
         return "dvs_gesture_t10"
-    return DEFAULT_RECIPES.get(dataset, "cifar")
+    return entry.recipe
+
+
 RUNS_DIRECTORY = "runs"
 
 
@@ -98,7 +105,13 @@ class TrainConfig:
         seed: seeds weights, shuffling and augmentation.
         jit_compile: `"auto"`, `True` or `False` (XLA).
         time_steps, attention: backbone overrides (e.g. for ablations).
+        image_channels: the channel count the model takes (`None`: the
+            preset's). Images are converted to it (RGB to grayscale, or
+            grayscale to RGB); with `init_weights`, the first convolution's
+            kernel is adapted to it (`input_adaptation.py`).
         init_weights: start from the preset's weights (fine-tuning).
+        skip_bad_images: image folders: leave unreadable image files out
+            (named in `summary.json`) instead of refusing the run.
         checkpoint_every: also checkpoint every N steps (`None`: at epoch
             ends only).
         validation_fraction: part of the training split held out for
@@ -122,7 +135,9 @@ class TrainConfig:
     jit_compile: str | bool = "auto"
     time_steps: int | None = None
     attention: str | None = None
+    image_channels: int | None = None
     init_weights: bool = False
+    skip_bad_images: bool = False
     checkpoint_every: int | None = None
     validation_fraction: float | None = None
     verbose: int = 1
@@ -135,6 +150,7 @@ class TrainConfig:
             ("batch_size", "a global batch size; omit it to use the recipe's"),
             ("checkpoint_every", "a number of steps; omit it to checkpoint at epoch ends only"),
             ("time_steps", "a number of time steps T; omit it to keep the preset's"),
+            ("image_channels", "1 (grayscale) or 3 (RGB); omit it to keep the preset's"),
         ):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -159,6 +175,15 @@ class TrainConfig:
                     "(use auto, float32, mixed_bfloat16 or mixed_float16)."
                 ) from error
         check_dataset_name(self.dataset)
+        if self.image_channels not in (None, 1, 3):
+            raise ValueError(
+                f"--image_channels must be 1 (grayscale) or 3 (RGB); got {self.image_channels!r}."
+            )
+        if self.skip_bad_images and not is_image_folder(self.dataset):
+            raise ValueError(
+                "--skip_bad_images applies to image folders (--dataset imagefolder:PATH) only; "
+                f"--dataset {self.dataset} has no image files to skip. Drop the flag."
+            )
 
 
 def preset_time_steps(config):
@@ -168,9 +193,23 @@ def preset_time_steps(config):
     return preset_architecture(config.preset)["time_steps"]
 
 
+def recipe_name(config):
+    """The recipe a run trains with: `--recipe`, else `default_recipe`."""
+    return config.recipe or default_recipe(
+        config.dataset, preset_time_steps(config), config.init_weights
+    )
+
+
+def preset_channels(config):
+    """The channel count a run's model takes: `--image_channels`, else the preset's."""
+    if config.image_channels is not None:
+        return config.image_channels
+    return preset_architecture(config.preset)["image_shape"][-1]
+
+
 def resolve_recipe(config):
     """The recipe with `epochs`/`batch_size` overrides applied."""
-    name = config.recipe or default_recipe(config.dataset, preset_time_steps(config))
+    name = recipe_name(config)
     recipe = load_recipe(name, batch_size=config.batch_size)
     if config.epochs is not None:
         scale = config.epochs / recipe.total_epochs
@@ -248,50 +287,72 @@ def check_output_dir(output_dir, resume):
         )
 
 
+def preset_num_classes(preset):
+    """The number of classes of a preset's head (from its `task.json`)."""
+    return read_preset_json(resolve_preset(preset), "task.json")["config"]["num_classes"]
+
+
 def build_model(config, splits, dtype_policy):
-    """The classifier to train, with a head sized (and named) for the data set."""
+    """The classifier to train, with a head sized (and named) for the data set
+    and the input channels of `preset_channels`."""
     overrides = {"dtype": dtype_policy}
     if config.time_steps is not None:
         overrides["time_steps"] = config.time_steps
     if config.attention is not None:
         overrides["attention"] = config.attention
+    architecture = preset_architecture(config.preset)
+    if config.image_channels is not None and config.image_channels != architecture["image_shape"][-1]:
+        overrides["image_shape"] = (*architecture["image_shape"][:2], config.image_channels)
+    if preset_num_classes(config.preset) != splits.num_classes:  # a fresh head
+        overrides.update(num_classes=splits.num_classes, class_names=splits.class_names)
     model = from_preset(config.preset, load_weights=config.init_weights, **overrides)
-    if model.num_classes != splits.num_classes:
-        model = from_preset(
-            config.preset, num_classes=splits.num_classes, load_weights=config.init_weights,
-            class_names=splits.class_names, **overrides,
-        )
     model.class_names = splits.class_names  # the data set's names, saved with the model
-    frames = is_frames(splits.train)
-    if frames != (model.backbone.input_type == "frames"):
-        raise ValueError(
-            f"Preset '{config.preset}' takes {model.backbone.input_type} inputs but dataset "
-            f"'{config.dataset}' yields {'frame sequences' if frames else 'images'}; pick a "
-            + ("frames preset (e.g. st_2_64_event_digits)" if frames else "preset for images")
-            + " for this data set."
-        )
     channels = model.backbone.image_shape[-1]
-    if channels != splits.channels:
+    if channels != splits.channels:  # load_dataset converts images; event frames are not
         raise ValueError(
-            f"Preset '{config.preset}' takes {channels}-channel images but "
+            f"Preset '{config.preset}' takes {channels}-channel frames but "
             f"dataset '{config.dataset}' has {splits.channels} channels; pick a "
-            f"preset for this data set (e.g. st_2_64_digits for digits)."
+            "preset for this data set."
         )
     return model
 
 
+def check_preset_takes_dataset(config):
+    """Raises a `ValueError` when the preset takes images and the data set
+    yields event frames, or the reverse (before any data is read)."""
+    frames = find_dataset(config.dataset).kind == "events"
+    input_type = preset_architecture(config.preset).get("input_type", "image")
+    if frames != (input_type == "frames"):
+        raise ValueError(
+            f"Preset '{config.preset}' takes {input_type} inputs but dataset "
+            f"'{config.dataset}' yields {'frame sequences' if frames else 'images'}; pick a "
+            + ("frames preset (e.g. st_2_64_event_digits)" if frames else "preset for images")
+            + " for this data set."
+        )
+
+
 def describe_run(config, model, splits, recipe, dtype_policy, output_dir):
-    """The one line `kst-train` prints before training."""
+    """What `kst-train` prints before training: the run in one line, then
+    what was done to the data (converted channels, skipped files)."""
     backbone = model.backbone
     params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return (
+    start = "fine-tuning from the preset's weights" if config.init_weights else "from scratch"
+    line = (
         f"Training {config.preset} ({backbone.attention}, {backbone.num_layers} blocks x "
-        f"{backbone.hidden_dim}, T={backbone.time_steps}, {params:,} parameters) on "
+        f"{backbone.hidden_dim}, T={backbone.time_steps}, {params:,} parameters, {start}) on "
         f"{config.dataset}: {splits.num_train:,} train / {splits.num_validation:,} validation / "
-        f"{splits.num_test:,} test images, {splits.num_classes} classes; "
-        f"{recipe.total_epochs} epochs of batch {recipe.batch_size}, {dtype_policy}; "
-        f"output {output_dir}"
+        f"{splits.num_test:,} test images, {splits.num_classes} classes; recipe "
+        f"'{recipe_name(config)}': {recipe.total_epochs} epochs of batch {recipe.batch_size}, "
+        f"learning rate {recipe.learning_rate:g}, {dtype_policy}; output {output_dir}"
     )
+    notes = list(splits.notes)
+    if any("converted" in note for note in notes):
+        notes.append(
+            f"the model takes {backbone.image_shape[-1]}-channel images"
+            + ("; --image_channels 3 trains an RGB model instead"
+               if backbone.image_shape[-1] == 1 else "")
+        )
+    return line + "".join(f"\n  data: {note}" for note in notes)
 
 
 ENERGY_IMAGES = 32
@@ -334,7 +395,7 @@ def _final_record(config, recipe, dtype_policy, splits, epochs_completed, select
         "training": {
             "epochs_completed": epochs_completed, "epochs": recipe.total_epochs,
             "selected": selected, "val_accuracy": val_accuracy,
-            "recipe": config.recipe or default_recipe(config.dataset, preset_time_steps(config)),
+            "recipe": recipe_name(config),
             "dtype_policy": dtype_policy, "seed": config.seed, "preset": config.preset,
         },
         "evaluation": {
@@ -343,6 +404,21 @@ def _final_record(config, recipe, dtype_policy, splits, epochs_completed, select
         },
         "energy": energy,
     }
+
+
+class RunProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering the epochs 1..N of the whole run: a run
+    calls `fit` once per segment (until mixing stops, the rest of an
+    interrupted epoch), and Keras' own bar would count each segment's
+    epochs against that segment's end ("Epoch 3/3", then "Epoch 4/5")."""
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
 
 
 def _best_preset_saver(directory, chief, classifier):
@@ -421,8 +497,10 @@ def run_training(config, announce=None):
             f"{replicas} replicas of --strategy={config.strategy}; use a "
             "multiple of the replica count."
         )
+    check_preset_takes_dataset(config)
     splits = load_dataset(config.dataset, config.data_dir, config.validation_fraction,
-                          time_steps=preset_time_steps(config))
+                          time_steps=preset_time_steps(config), channels=preset_channels(config),
+                          skip_bad_images=config.skip_bad_images)
     steps = steps_per_epoch(splits.num_train, recipe.batch_size)
 
     with strategy_scope(strategy):
@@ -469,6 +547,8 @@ def run_training(config, announce=None):
         from keras_spiking_tf.training.custom_loop import CustomLoop
 
         custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose)
+    else:  # the custom loop draws its own progress bar
+        callbacks.append(RunProgressBar(recipe.total_epochs))
 
     epoch, skip = state["epoch"], state["step_in_epoch"]
     while epoch < recipe.total_epochs:
@@ -514,6 +594,8 @@ def run_training(config, announce=None):
                       "test": splits.num_test},
             "validation_rule": splits.validation_rule,
         },
+        "data_notes": splits.notes,
+        "skipped_images": splits.skipped_files,
         "epochs": recipe.total_epochs,
         "global_step": progress.global_step,
         "train_seconds": round(progress.train_seconds(), 1),
