@@ -187,6 +187,13 @@ def test_shipped_grayscale_weights_start_an_rgb_model(capfd):
     rgb_logits = rgb.predict(np.repeat(images, 3, axis=-1), verbose=0)
     np.testing.assert_allclose(rgb_logits, gray_logits, atol=1e-4)
     assert np.mean(rgb_logits.argmax(-1) == labels) > 0.9
+    # Overrides that change other weights' shapes: one line that names the
+    # weight and the fix, no kernel values.
+    for override, hint in ((dict(hidden_dim=128), "hidden_dim"), (dict(num_layers=3), "num_layers")):
+        with pytest.raises(ValueError, match=f"Keep the preset's architecture .e.g. its {hint}") as error:
+            keras_spiking_tf.from_preset("st_2_64_digits", **override)
+        assert "\n" not in str(error.value) and len(str(error.value)) < 400
+        assert "config files" not in str(error.value)
     # Another image size: the preprocessor resizes to it; the weights load as they are.
     large = keras_spiking_tf.from_preset("st_2_64_digits", image_shape=(32, 32, 1))
     assert tuple(large.preprocessor.image_converter.image_size) == (32, 32)

@@ -72,8 +72,9 @@ def adapt_channel_values(values, channels):
 
 
 def transfer_weights(source, target, description):
-    """Copies `source`'s weights into `target` (same architecture but the
-    input channels), adapting the kernels whose input channels differ.
+    """Copies `source`'s weights into `target` (the same architecture, or one
+    that differs in its input channels or in arguments that no weight's
+    shape depends on), adapting the kernels whose input channels differ.
 
     Args:
         source: a built layer or model holding the pretrained weights.
@@ -84,9 +85,11 @@ def transfer_weights(source, target, description):
         ValueError: the two differ in anything but input channels.
     """
     source_weights, target_weights = source.weights, target.weights
-    if [w.path for w in source_weights] != [w.path for w in target_weights]:
+    if len(source_weights) != len(target_weights):
         raise ValueError(
-            f"Cannot transfer the weights of {description}: the models differ in structure."
+            f"Cannot load the weights of {description}: it has {len(source_weights)} weights "
+            f"and this model {len(target_weights)}. Keep the preset's architecture (e.g. its "
+            "num_layers), or pass load_weights=False to start from random weights."
         )
     adapted = []
     for old, new in zip(source_weights, target_weights):
@@ -98,7 +101,8 @@ def transfer_weights(source, target, description):
                 raise ValueError(
                     f"Cannot load the weights of {description}: '{old.path}' has shape "
                     f"{old_shape} in the preset and {new_shape} in this model, which is not "
-                    "a change of input channels. Keep the preset's architecture."
+                    "a change of input channels. Keep the preset's architecture (e.g. its "
+                    "hidden_dim), or pass load_weights=False to start from random weights."
                 )
             value = adapt_input_kernel(value, new_shape[-2])
             adapted.append((old.path, old_shape[-2], new_shape[-2]))

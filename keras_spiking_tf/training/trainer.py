@@ -16,6 +16,7 @@ Every argument is checked before anything is computed or written; a run that
 is interrupted continues with the same command plus `resume=True`.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -27,6 +28,9 @@ import keras
 import numpy as np
 
 from keras_spiking_tf.analysis.energy import energy_summary
+from keras_spiking_tf.run_lock import RunDirectoryLock
+from keras_spiking_tf.run_lock import lock_holder
+from keras_spiking_tf.run_lock import locked_error
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.atomic_directory import write_text_atomically
 from keras_spiking_tf.models.spiking_transformer import from_preset
@@ -262,6 +266,7 @@ def check_output_dir(output_dir, resume):
     """Checks, without writing, that `output_dir` can hold this run.
 
     Raises:
+        RunDirectoryLockedError: another live process trains into it.
         PermissionError: it cannot be created or written.
         FileExistsError: it holds another run and `resume` is off.
         FileNotFoundError: `resume` is on and there is nothing to resume.
@@ -274,6 +279,9 @@ def check_output_dir(output_dir, resume):
             f"Cannot write to --output_dir '{output_dir}' ('{existing}' is not a writable "
             "directory); choose a writable directory."
         )
+    holder = lock_holder(output_dir) if os.path.isdir(output_dir) else None
+    if holder is not None:
+        raise locked_error(output_dir, holder)
     has_checkpoint = CheckpointDirectory(os.path.join(output_dir, "checkpoints")).latest() is not None
     if resume and not has_checkpoint:
         raise FileNotFoundError(
@@ -515,111 +523,113 @@ def run_training(config, announce=None):
     if announce is not None:
         announce(describe_run(config, model, splits, recipe, dtype_policy, output_dir))
 
-    # Everything is checked: from here on the run writes.
+    # Everything is checked: from here on the run writes, holding the
+    # directory's lock (one process at a time, `run_lock.py`).
     os.makedirs(output_dir, exist_ok=True)
-    sweep_stale_staging(output_dir, [".preset", ".retired", ".partial"])
-    checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"))
-    checkpoints.sweep()
-    best_dir = os.path.join(output_dir, "best_preset")
-    state = initial_state()
-    if config.resume and chief:
-        state = checkpoints.restore(fitted)
-        _repair_best_preset(best_dir, state, model, chief)
-    elif config.resume:
-        state = checkpoints.restore(fitted) or state
+    with RunDirectoryLock(output_dir, announce=announce) if chief else contextlib.nullcontext():
+        sweep_stale_staging(output_dir, [".preset", ".retired", ".partial"])
+        checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"))
+        checkpoints.sweep()
+        best_dir = os.path.join(output_dir, "best_preset")
+        state = initial_state()
+        if config.resume and chief:
+            state = checkpoints.restore(fitted)
+            _repair_best_preset(best_dir, state, model, chief)
+        elif config.resume:
+            state = checkpoints.restore(fitted) or state
 
-    image_size = tuple(model.backbone.image_shape[:2])
-    num_classes = model.num_classes
-    batch = recipe.batch_size
-    validation_data = make_eval_dataset(splits.validation, recipe, image_size, batch, num_classes)
-    test_data = make_eval_dataset(splits.test, recipe, image_size, batch, num_classes)
-    fit_validation = validation_data
-    if fitted is not model and model.preprocessor is not None:  # Task.fit would apply it
-        fit_validation = validation_data.map(lambda x, y: (model.preprocessor(x), y))
-    progress = ResumableCheckpoint(
-        checkpoints, steps, config.checkpoint_every, state,
-        metrics_path=os.path.join(output_dir, "metrics.csv"),
-        on_new_best=_best_preset_saver(best_dir, chief, model), write=chief,
-    )
-    callbacks = [progress, keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
-    custom_loop = None
-    if config.strategy == "multi_worker":
-        from keras_spiking_tf.training.custom_loop import CustomLoop
-
-        custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose)
-    else:  # the custom loop draws its own progress bar
-        callbacks.append(RunProgressBar(recipe.total_epochs))
-
-    epoch, skip = state["epoch"], state["step_in_epoch"]
-    while epoch < recipe.total_epochs:
-        mixing = recipe.mixes and (recipe.mix_off_epoch is None or epoch < recipe.mix_off_epoch)
-        end = recipe.total_epochs
-        if mixing and recipe.mix_off_epoch is not None:
-            end = min(end, recipe.mix_off_epoch)
-        if skip:
-            end = epoch + 1  # finish the interrupted epoch on its own
-        stream = make_train_stream(
-            splits, recipe, image_size, batch, num_classes, epoch, end, config.seed, mix=mixing,
-        ).skip(skip)
-        if fitted is not model and model.preprocessor is not None:
-            stream = stream.map(lambda x, y: (model.preprocessor(x), y))
-        fit_args = dict(
-            initial_epoch=epoch, epochs=end, steps_per_epoch=steps - skip,
-            validation_data=fit_validation,
+        image_size = tuple(model.backbone.image_shape[:2])
+        num_classes = model.num_classes
+        batch = recipe.batch_size
+        validation_data = make_eval_dataset(splits.validation, recipe, image_size, batch, num_classes)
+        test_data = make_eval_dataset(splits.test, recipe, image_size, batch, num_classes)
+        fit_validation = validation_data
+        if fitted is not model and model.preprocessor is not None:  # Task.fit would apply it
+            fit_validation = validation_data.map(lambda x, y: (model.preprocessor(x), y))
+        progress = ResumableCheckpoint(
+            checkpoints, steps, config.checkpoint_every, state,
+            metrics_path=os.path.join(output_dir, "metrics.csv"),
+            on_new_best=_best_preset_saver(best_dir, chief, model), write=chief,
         )
-        if custom_loop is not None:
-            custom_loop.fit(stream, **fit_args)
-        else:  # the stream is shuffled already, epoch by epoch
-            fitted.fit(stream, callbacks=callbacks, verbose=config.verbose, shuffle=False, **fit_args)
-        epoch, skip = end, 0
+        callbacks = [progress, keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
+        custom_loop = None
+        if config.strategy == "multi_worker":
+            from keras_spiking_tf.training.custom_loop import CustomLoop
 
-    history = progress.state["history"]
-    best_epoch = progress.state["best_epoch"]
-    best_model = from_preset(best_dir) if chief and os.path.isdir(best_dir) else None
-    summary = {
-        "test_accuracy": (
-            custom_loop.evaluate(test_data)["val_accuracy"] if custom_loop is not None
-            else accuracy_on(model, test_data)
-        ),
-        "val_accuracy": history[-1].get("val_accuracy") if history else None,
-        "best_epoch": None if best_epoch is None else best_epoch + 1,
-        "best_val_accuracy": progress.best_val_accuracy,
-        "best_test_accuracy": accuracy_on(best_model, test_data) if best_model else None,
-        "splits": {
-            "test_accuracy": "test: the final model on the data set's test split",
-            "val_accuracy": "validation: the final model on the validation split",
-            "best_val_accuracy": "validation: the selected epoch (highest val_accuracy)",
-            "best_test_accuracy": "test: the selected epoch's model (best_preset)",
-            "sizes": {"train": splits.num_train, "validation": splits.num_validation,
-                      "test": splits.num_test},
-            "validation_rule": splits.validation_rule,
-        },
-        "data_notes": splits.notes,
-        "skipped_images": splits.skipped_files,
-        "epochs": recipe.total_epochs,
-        "global_step": progress.global_step,
-        "train_seconds": round(progress.train_seconds(), 1),
-        "segments": progress.state["segments"],
-        "preset_dir": os.path.abspath(os.path.join(output_dir, "final_preset")),
-        "best_preset_dir": os.path.abspath(best_dir),
-        "output_dir": os.path.abspath(output_dir),
-        "config": dataclasses.asdict(config),
-        "recipe": dataclasses.asdict(recipe),
-        "dtype_policy": dtype_policy,
-        "replicas": replicas,
-        "backend": keras.backend.backend(),
-    }
-    if chief:
-        energy_images = _energy_images(splits, image_size, recipe)
-        record = functools.partial(_final_record, config, recipe, dtype_policy, splits)
-        save_to_preset(model, summary["preset_dir"], metadata=record(
-            recipe.total_epochs, False, summary["val_accuracy"], summary["test_accuracy"],
-            energy_summary(model, _model_inputs(model, energy_images), ENERGY_IMAGES_NOTE)))
-        if best_model is not None:  # the same preset, its record completed
-            save_to_preset(best_model, best_dir, metadata=record(
-                summary["best_epoch"], True, summary["best_val_accuracy"],
-                summary["best_test_accuracy"],
-                energy_summary(best_model, _model_inputs(best_model, energy_images),
-                               ENERGY_IMAGES_NOTE)))
-        write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
-    return model, summary
+            custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose)
+        else:  # the custom loop draws its own progress bar
+            callbacks.append(RunProgressBar(recipe.total_epochs))
+
+        epoch, skip = state["epoch"], state["step_in_epoch"]
+        while epoch < recipe.total_epochs:
+            mixing = recipe.mixes and (recipe.mix_off_epoch is None or epoch < recipe.mix_off_epoch)
+            end = recipe.total_epochs
+            if mixing and recipe.mix_off_epoch is not None:
+                end = min(end, recipe.mix_off_epoch)
+            if skip:
+                end = epoch + 1  # finish the interrupted epoch on its own
+            stream = make_train_stream(
+                splits, recipe, image_size, batch, num_classes, epoch, end, config.seed, mix=mixing,
+            ).skip(skip)
+            if fitted is not model and model.preprocessor is not None:
+                stream = stream.map(lambda x, y: (model.preprocessor(x), y))
+            fit_args = dict(
+                initial_epoch=epoch, epochs=end, steps_per_epoch=steps - skip,
+                validation_data=fit_validation,
+            )
+            if custom_loop is not None:
+                custom_loop.fit(stream, **fit_args)
+            else:  # the stream is shuffled already, epoch by epoch
+                fitted.fit(stream, callbacks=callbacks, verbose=config.verbose, shuffle=False, **fit_args)
+            epoch, skip = end, 0
+
+        history = progress.state["history"]
+        best_epoch = progress.state["best_epoch"]
+        best_model = from_preset(best_dir) if chief and os.path.isdir(best_dir) else None
+        summary = {
+            "test_accuracy": (
+                custom_loop.evaluate(test_data)["val_accuracy"] if custom_loop is not None
+                else accuracy_on(model, test_data)
+            ),
+            "val_accuracy": history[-1].get("val_accuracy") if history else None,
+            "best_epoch": None if best_epoch is None else best_epoch + 1,
+            "best_val_accuracy": progress.best_val_accuracy,
+            "best_test_accuracy": accuracy_on(best_model, test_data) if best_model else None,
+            "splits": {
+                "test_accuracy": "test: the final model on the data set's test split",
+                "val_accuracy": "validation: the final model on the validation split",
+                "best_val_accuracy": "validation: the selected epoch (highest val_accuracy)",
+                "best_test_accuracy": "test: the selected epoch's model (best_preset)",
+                "sizes": {"train": splits.num_train, "validation": splits.num_validation,
+                          "test": splits.num_test},
+                "validation_rule": splits.validation_rule,
+            },
+            "data_notes": splits.notes,
+            "skipped_images": splits.skipped_files,
+            "epochs": recipe.total_epochs,
+            "global_step": progress.global_step,
+            "train_seconds": round(progress.train_seconds(), 1),
+            "segments": progress.state["segments"],
+            "preset_dir": os.path.abspath(os.path.join(output_dir, "final_preset")),
+            "best_preset_dir": os.path.abspath(best_dir),
+            "output_dir": os.path.abspath(output_dir),
+            "config": dataclasses.asdict(config),
+            "recipe": dataclasses.asdict(recipe),
+            "dtype_policy": dtype_policy,
+            "replicas": replicas,
+            "backend": keras.backend.backend(),
+        }
+        if chief:
+            energy_images = _energy_images(splits, image_size, recipe)
+            record = functools.partial(_final_record, config, recipe, dtype_policy, splits)
+            save_to_preset(model, summary["preset_dir"], metadata=record(
+                recipe.total_epochs, False, summary["val_accuracy"], summary["test_accuracy"],
+                energy_summary(model, _model_inputs(model, energy_images), ENERGY_IMAGES_NOTE)))
+            if best_model is not None:  # the same preset, its record completed
+                save_to_preset(best_model, best_dir, metadata=record(
+                    summary["best_epoch"], True, summary["best_val_accuracy"],
+                    summary["best_test_accuracy"],
+                    energy_summary(best_model, _model_inputs(best_model, energy_images),
+                                   ENERGY_IMAGES_NOTE)))
+            write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
+        return model, summary
