@@ -17,8 +17,9 @@ offline event set, T = 6). Per model it measures
   exported LiteRT and ONNX step files, with the same-run matmul peak for
   scale.
 
-Writes one JSON line per measurement, prints the README's tables and draws
-the plot. Accuracies are on the test splits; nothing is selected on them.
+Writes one JSON line per measurement, prints the tables of
+docs/guides/events.md ("Anytime inference") and draws the plot. Accuracies
+are on the test splits; nothing is selected on them.
 """
 
 import argparse

@@ -3,7 +3,7 @@ the numbers hold: on a quiet machine, interleaved, against the peak of the
 same run.
 
     python benchmarks/export_benchmark.py --json benchmarks/results/export.jsonl \\
-        --table benchmarks/results/export.md --readme README.md --profile benchmarks/results/profile
+        --table benchmarks/results/export.md --doc --profile benchmarks/results/profile
 
 What it does:
 
@@ -48,8 +48,10 @@ What it does:
    TensorFlow's for the Keras variants without XLA at batch 32.
 
 Appends one JSON line per variant and one for the run to `--json`,
-writes the Markdown table to `--table` and into `--readme` between the
-markers `<!-- export-benchmark:begin -->` and `<!-- export-benchmark:end -->`.
+writes the Markdown table to `--table` and, with `--doc`, into the
+documentation page that shows it (`DOC_PAGE`, docs/guides/performance.md;
+`--doc PATH` another file) between the markers
+`<!-- export-benchmark:begin -->` and `<!-- export-benchmark:end -->`.
 """
 
 import argparse
@@ -79,8 +81,11 @@ DEFAULT_VARIANTS = (
 PRODUCT_OP_TYPES = ("Conv2D", "_FusedConv2D", "MatMul", "_FusedMatMul", "BatchMatMulV2",
                     "BatchMatMulV3", "Conv", "FusedConv", "Gemm", "FusedGemm", "FusedMatMul",
                     "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger")
-README_BEGIN = "<!-- export-benchmark:begin -->"
-README_END = "<!-- export-benchmark:end -->"
+DOC_BEGIN = "<!-- export-benchmark:begin -->"
+DOC_END = "<!-- export-benchmark:end -->"
+# The documentation page whose marked block `--doc` replaces by default.
+DOC_PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "guides", "performance.md")
 
 
 def parse_args(argv):
@@ -100,7 +105,9 @@ def parse_args(argv):
                         help="run on a busy machine and mark the results busy")
     parser.add_argument("--json", default=None, help="append JSON lines here")
     parser.add_argument("--table", default=None, help="write the Markdown table here")
-    parser.add_argument("--readme", default=None, help="replace the marked table in this file")
+    parser.add_argument("--doc", nargs="?", const=DOC_PAGE, default=None,
+                        help="replace the marked table in this file (without a value: "
+                             "docs/guides/performance.md)")
     parser.add_argument("--profile", default=None, help="write per-operator profiles here")
     parser.add_argument("--work_dir", default=None, help="keep the exported files here")
     parser.add_argument("--seed", type=int, default=0)
@@ -109,8 +116,8 @@ def parse_args(argv):
     for name in ("rounds", "batch1_calls", "batch32_calls", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
-    if args.readme and not os.path.isfile(args.readme):
-        parser.error(f"--readme {args.readme}: no such file")
+    if args.doc and not os.path.isfile(args.doc):
+        parser.error(f"--doc {args.doc}: no such file")
     return args
 
 
@@ -436,8 +443,8 @@ def main(argv=None):
                                              for row in rows)])
     if args.table:
         write_text_atomically(args.table, text + "\n")
-    if args.readme:
-        replace_readme_table(args.readme, text)
+    if args.doc:
+        replace_doc_table(args.doc, text)
     return run_info, rows
 
 
@@ -631,15 +638,17 @@ def append_lines(path, records):
         file.write("".join(json.dumps(record) + "\n" for record in records))
 
 
-def replace_readme_table(path, text):
+def replace_doc_table(path, text):
+    """Replaces what lies between the markers in the file `path` with `text`
+    (less its title line); the rest of the file stays as it is."""
     with open(path, encoding="utf-8") as file:
-        readme = file.read()
-    if README_BEGIN not in readme or README_END not in readme:
-        raise SystemExit(f"error: {path} has no {README_BEGIN} ... {README_END} block")
-    head, rest = readme.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
+        page = file.read()
+    if page.count(DOC_BEGIN) != 1 or page.count(DOC_END) != 1:
+        raise SystemExit(f"error: {path} needs exactly one {DOC_BEGIN} ... {DOC_END} block")
+    head, rest = page.split(DOC_BEGIN, 1)
+    _, tail = rest.split(DOC_END, 1)
     body = text.split("\n", 2)[2]  # without the title
-    write_text_atomically(path, f"{head}{README_BEGIN}\n{body}\n{README_END}{tail}")
+    write_text_atomically(path, f"{head}{DOC_BEGIN}\n{body}\n{DOC_END}{tail}")
 
 
 def cpu_name():

@@ -1,11 +1,11 @@
-"""Parity of every export format on the trained digits preset (README, "Parity on digits").
+"""Parity of every export format on the trained digits preset (docs/guides/edge-export.md, "Parity on digits").
 
     python benchmarks/export_digits.py --json benchmarks/results/export_digits.jsonl
 
 Runs `kst-export` once per row (each in its own process, verified on the
 360 images of the digits test split; int8 calibrates on 512 training
 images), collects the reports, writes them as JSON lines and prints the
-README's table. Accuracies are on the digits test split.
+table of docs/guides/edge-export.md. Accuracies are on the digits test split.
 """
 
 import argparse

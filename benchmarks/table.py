@@ -1,4 +1,4 @@
-"""Markdown table of `benchmarks/run.py` JSON lines (as in the README).
+"""Markdown table of `benchmarks/run.py` JSON lines (as in docs/guides/performance.md).
 
     python benchmarks/table.py benchmarks/results/cpu_optimized.jsonl
     python benchmarks/table.py --before benchmarks/results/cpu_baseline.jsonl \

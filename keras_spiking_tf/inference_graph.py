@@ -37,8 +37,8 @@ For Keras `predict` on TensorFlow the copy is also set to compile whole with
 XLA (`jit_compile`), which Keras otherwise leaves off on a CPU: XLA fuses
 the unrolled neuron arithmetic into few loops, where the plain `tf.function`
 runs each elementwise operation over the whole tensor on its own
-(`benchmarks/export_benchmark.py`, variant `keras+optimized_xla`; README,
-"Edge export"). JAX compiles with XLA anyway; on PyTorch the copy keeps
+(`benchmarks/export_benchmark.py`, variant `keras+optimized_xla`;
+docs/guides/edge-export.md). JAX compiles with XLA anyway; on PyTorch the copy keeps
 Keras' default (eager), `torch.compile` was not measured here.
 """
 

@@ -48,11 +48,11 @@ def test_benchmark_suite_writes_consistent_records(tmp_path):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs once, on TF")
 def test_export_benchmark_end_to_end_with_profiles(tmp_path):
     """`benchmarks/export_benchmark.py` on the digits preset, one short round:
-    complete, self-consistent records, the README block replaced and nothing
-    else of the file, and profiles whose product count matches the work
+    complete, self-consistent records, the documentation page's marked block
+    replaced and nothing else of the file, and profiles whose product count matches the work
     counted from the Keras model."""
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- export-benchmark:begin -->\nold\n"
+    page = tmp_path / "performance.md"
+    page.write_text("intro\n<!-- export-benchmark:begin -->\nold\n"
                       "<!-- export-benchmark:end -->\noutro\n")
     results, table, profile_dir = tmp_path / "export.jsonl", tmp_path / "export.md", tmp_path / "p"
     command = [sys.executable, os.path.join(REPO, "benchmarks", "export_benchmark.py"),
@@ -60,7 +60,7 @@ def test_export_benchmark_end_to_end_with_profiles(tmp_path):
                "--variants", "keras,keras+optimized_xla,litert-int8,onnx",
                "--rounds", "1", "--batch1_calls", "2", "--batch32_calls", "1",
                "--matmul_size", "128", "--allow_busy",  # the test suite keeps the CPUs busy
-               "--json", str(results), "--table", str(table), "--readme", str(readme),
+               "--json", str(results), "--table", str(table), "--doc", str(page),
                "--profile", str(profile_dir)]
     run = subprocess.run(command, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="3"),
                          capture_output=True, text=True, timeout=900)
@@ -81,7 +81,7 @@ def test_export_benchmark_end_to_end_with_profiles(tmp_path):
     assert int8["int8_limit_ms"] == pytest.approx(1e3 * gflop / peaks["int8"], rel=1e-2)
     assert rows["keras+optimized_xla"]["top1_agreement_vs_keras"] == 1.0
 
-    text = readme.read_text()
+    text = page.read_text()
     assert text.startswith("intro\n<!-- export-benchmark:begin -->\n") and "old" not in text
     assert text.endswith("<!-- export-benchmark:end -->\noutro\n")
     assert "| optimized_xla | float32 |" in text  # the runtime cell may say "keras (busy)"
@@ -106,3 +106,33 @@ def test_export_benchmark_end_to_end_with_profiles(tmp_path):
     assert "onnx_batch32" in profiles["onnx"]
     assert "`litert-int8` batch 1, each product operator timed alone" in text
     assert "`keras` batch 32 (tensorflow profiler)" in text
+
+
+def test_export_benchmark_writes_its_table_into_the_performance_guide(tmp_path, monkeypatch):
+    """`--doc` alone targets the guide that shows the table, which holds one
+    marked block; the replacement keeps the rest of a page byte for byte and
+    refuses a page without (or with two) marked blocks. Fast: nothing is
+    benchmarked."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
+    import export_benchmark
+
+    guide = os.path.join(REPO, "docs", "guides", "performance.md")
+    assert export_benchmark.parse_args(["--doc"]).doc == guide
+    assert export_benchmark.parse_args([]).doc is None
+    text = open(guide, encoding="utf-8").read()
+    assert text.count(export_benchmark.DOC_BEGIN) == 1 and text.count(export_benchmark.DOC_END) == 1
+    assert text.index(export_benchmark.DOC_BEGIN) < text.index(export_benchmark.DOC_END)
+
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{export_benchmark.DOC_BEGIN}\nold\n{export_benchmark.DOC_END}\noutro\n")
+    export_benchmark.replace_doc_table(str(page), "# title\n\n| new | table |")
+    assert page.read_text() == (f"intro\n{export_benchmark.DOC_BEGIN}\n| new | table |\n"
+                                f"{export_benchmark.DOC_END}\noutro\n")
+    for broken in ("no markers\n", f"{export_benchmark.DOC_BEGIN}\n{export_benchmark.DOC_BEGIN}\n"
+                                     f"{export_benchmark.DOC_END}\n"):
+        page.write_text(broken)
+        with pytest.raises(SystemExit):
+            export_benchmark.replace_doc_table(str(page), "# title\n\nx")
+        assert page.read_text() == broken
+    with pytest.raises(SystemExit):  # argparse: a missing target file
+        export_benchmark.parse_args(["--doc", str(tmp_path / "missing.md")])

@@ -172,7 +172,7 @@ def test_dtype_policy_resolution(monkeypatch):
 
 def test_fastest_dtype_policy_on_this_machine():
     # Only CPUs here: bfloat16 exactly when the CPU has it (see the
-    # measurements in the README).
+    # measurements in docs/guides/performance.md).
     assert precision.accelerator()[0] == "cpu"
     expected = "mixed_bfloat16" if precision.cpu_has_native_bfloat16() else "float32"
     assert precision.fastest_dtype_policy() == expected

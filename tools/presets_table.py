@@ -1,8 +1,8 @@
-"""Print the README's "Presets" table from the preset registry.
+"""Print the "Presets" table of docs/guides/presets.md from the preset registry.
 
     python tools/presets_table.py > /tmp/table.md
 
-tests/test_readme.py checks that README.md contains exactly this table.
+tests/test_docs.py checks that docs/guides/presets.md contains exactly this table.
 """
 
 import keras_spiking_tf

@@ -168,8 +168,8 @@ class LIF(keras.layers.Layer):
     fused into one loop by XLA on TensorFlow (`fuse_elementwise`).
 
     Args:
-        tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
-        alpha: the neuron, see `LIFCell` (design.md §2.1 defaults).
+        tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, alpha:
+            the neuron, see `LIFCell` (design.md §2.1 defaults).
         time_steps: optional expected `T`; an input with another `T` is an
             error.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).

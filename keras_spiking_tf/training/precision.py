@@ -2,7 +2,7 @@
 
 `mixed_bfloat16` (bfloat16 compute, float32 weights; neuron backward passes
 and BatchNorm statistics stay float32) where the backend runs bfloat16
-natively and measurably faster (README, Performance), else `float32`:
+natively and measurably faster (docs/guides/performance.md), else `float32`:
 
 | where                                        | policy          |
 |----------------------------------------------|-----------------|
