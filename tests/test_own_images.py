@@ -12,8 +12,6 @@ import pytest
 import tensorflow as tf
 from conftest import subprocess_env
 from conftest import tool_command
-from image_folders import write_png
-from image_folders import write_stripes_folder
 
 import keras_spiking_tf
 from keras_spiking_tf import image_files
@@ -21,6 +19,8 @@ from keras_spiking_tf.models.input_adaptation import adapt_channel_values
 from keras_spiking_tf.models.input_adaptation import adapt_input_kernel
 from keras_spiking_tf.training.datasets import load_dataset
 from keras_spiking_tf.training.datasets import load_digits_arrays
+from keras_spiking_tf.training.example_images import write_png
+from keras_spiking_tf.training.example_images import write_stripes_folder
 
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.data and the command-line tools"
@@ -344,3 +344,22 @@ def test_kst_predict_on_png_files(tmp_path):
     assert str(tmp_path / "broken.png") in refused.stderr
     too_many = run_tool("kst-predict", "--top_k", "11", paths[0], cwd=tmp_path)
     assert too_many.returncode == 2 and "exceeds the model's 10 classes" in too_many.stderr
+
+
+def test_make_example_folder_tool(tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    command = [sys.executable, str(REPO / "tools" / "make_example_folder.py")]
+    result = subprocess.run([*command, "--output_dir", str(tmp_path / "ex"), "--channels", "3",
+                             "--train_per_class", "3", "--test_per_class", "2"],
+                            capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(p.relative_to(tmp_path / "ex").as_posix() for p in (tmp_path / "ex").rglob("*.png"))
+    assert len(files) == 10 and files[0] == "test/horizontal/000.png"
+    pixels = tf.io.decode_png(tf.io.read_file(str(tmp_path / "ex" / files[0]))).numpy()
+    assert pixels.shape == (16, 16, 3)
+    again = subprocess.run([*command, "--output_dir", str(tmp_path / "ex")],
+                           capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert again.returncode == 2 and "exists already" in again.stderr

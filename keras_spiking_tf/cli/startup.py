@@ -25,6 +25,7 @@ TOOL_PROGRAMS = {
     "kst-analyze": "analyze.py",
     "kst-convert-sdt": "convert_sdt_checkpoint.py",
 }
+CHECKOUT_TOOLS = ("make_example_folder.py",)  # tools/ programs without a kst- name
 SHOW_FLAG = "--tf_logs"
 
 
@@ -34,7 +35,8 @@ def running_a_tool(argv=None):
     program = os.path.abspath(argv[0])
     name = os.path.basename(program)
     is_tool = name in TOOL_PROGRAMS or (
-        name in TOOL_PROGRAMS.values() and os.path.basename(os.path.dirname(program)) == "tools"
+        name in (*TOOL_PROGRAMS.values(), *CHECKOUT_TOOLS)
+        and os.path.basename(os.path.dirname(program)) == "tools"
     )
     shows_logs = any(
         arg == SHOW_FLAG or arg.startswith(SHOW_FLAG + "=") and arg.split("=", 1)[1].lower()

@@ -1,6 +1,15 @@
-"""Image folders written for the tests: a data set a person tells apart at a
-glance (horizontal vs vertical stripes, with noise), as PNG files in the
-`PATH/{train,test}/<label>/<image>` layout, grayscale or RGB."""
+"""An example image folder to try the image-folder path without images of
+your own: a data set a person tells apart at a glance (horizontal vs
+vertical stripes, with noise), as PNG files in the
+`PATH/{train,test}/<label>/<image>` layout that `imagefolder:PATH` reads,
+grayscale or RGB (`python tools/make_example_folder.py`; the tests use it too).
+
+Example:
+
+```python
+write_stripes_folder("stripes", channels=3)   # stripes/{train,test}/{horizontal,vertical}/*.png
+```
+"""
 
 import os
 
@@ -24,12 +33,23 @@ def stripes(orientation, size, rng, channels):
 
 
 def write_png(path, image):
+    """Writes a uint8 image `(H, W, C)` as a PNG file, creating its directory."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tf.io.write_file(path, tf.io.encode_png(image))
 
 
 def write_stripes_folder(root, train_per_class=30, test_per_class=10, size=16, channels=1, seed=0):
-    """Writes the folder and returns `root`."""
+    """Writes the folder and returns `root` (as a string).
+
+    Args:
+        root: the folder to write (`root/{train,test}/{horizontal,vertical}/`).
+        train_per_class, test_per_class: images per label and split.
+        size: image height and width in pixels.
+        channels: 1 (grayscale) or 3 (RGB, each image tinted at random).
+        seed: the random seed.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
     rng = np.random.default_rng(seed)
     for split, count in (("train", train_per_class), ("test", test_per_class)):
         for label in ("horizontal", "vertical"):
