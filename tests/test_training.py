@@ -5,6 +5,7 @@ digits and run in subprocesses where TensorFlow must be configured before it
 starts (logical CPUs, TF_CONFIG) or where the test kills the process.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -680,3 +681,29 @@ def test_jax_data_parallel_on_two_host_devices(tmp_path, tiny_digits_preset):
     summary = json.loads((output / "summary.json").read_text())
     assert (summary["backend"], summary["replicas"]) == ("jax", 2)
     assert summary["global_step"] == DIGITS_STEPS
+
+
+@TF_ONLY
+def test_a_failed_run_records_it_and_resume_finishes_it(tmp_path, tiny_digits_preset, monkeypatch):
+    from keras_spiking_tf.training import trainer
+
+    config = trainer.TrainConfig(preset=tiny_digits_preset, epochs=2,
+                                 output_dir=str(tmp_path / "run"), verbose=0)
+    real_accuracy_on = trainer.accuracy_on
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory in the final evaluation")
+
+    monkeypatch.setattr(trainer, "accuracy_on", broken)
+    with pytest.raises(MemoryError):
+        trainer.train(config)
+    failure = json.loads((tmp_path / "run" / "failure.json").read_text())
+    assert failure["status"] == "failed" and "out of memory" in failure["error"]
+    assert failure["last_checkpoint"].startswith(str(tmp_path / "run" / "checkpoints"))
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run" / ".kst-run.lock").exists()  # the lock went with the failure
+    monkeypatch.setattr(trainer, "accuracy_on", real_accuracy_on)
+    summary = trainer.train(dataclasses.replace(config, resume=True))
+    assert summary["status"] == "finished" and summary["resumed_after"] == failure
+    assert summary["global_step"] == 2 * DIGITS_STEPS  # no step trained twice
+    assert not (tmp_path / "run" / "failure.json").exists()

@@ -485,6 +485,43 @@ def train(config):
     return run_training(config, announce=print if config.verbose else None)[1]
 
 
+FAILURE_FILE = "failure.json"
+
+
+@contextlib.contextmanager
+def failure_recorded(output_dir, checkpoints, chief):
+    """Runs the block; if it fails (an error, or Ctrl-C), records that beside
+    the run's files in `failure.json`: `status: "failed"`, the error, the
+    time and the newest checkpoint, which `--resume` continues from. A run
+    that then finishes removes the file and keeps its record in
+    `summary.json` (`resumed_after`)."""
+    try:
+        yield
+    except BaseException as error:
+        if chief:
+            latest = checkpoints.latest()
+            record = {
+                "status": "failed",
+                "error": f"{type(error).__name__}: {error}",
+                "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "last_checkpoint": None if latest is None else os.path.abspath(str(latest)),
+                "resume": "repeat the command with --resume" if latest is not None
+                          else "no checkpoint yet: repeat the command without --resume",
+            }
+            write_text_atomically(os.path.join(output_dir, FAILURE_FILE),
+                                  json.dumps(record, indent=2))
+        raise
+
+
+def previous_failure(output_dir):
+    """The `failure.json` record of an earlier attempt of this run, or `None`."""
+    path = os.path.join(output_dir, FAILURE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
 def run_training(config, announce=None):
     """`train`, returning `(trained model, summary)`; `announce(line)` gets
     the one-line description of the run before training starts."""
@@ -526,9 +563,10 @@ def run_training(config, announce=None):
     # Everything is checked: from here on the run writes, holding the
     # directory's lock (one process at a time, `run_lock.py`).
     os.makedirs(output_dir, exist_ok=True)
-    with RunDirectoryLock(output_dir, announce=announce) if chief else contextlib.nullcontext():
+    checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"))
+    with (RunDirectoryLock(output_dir, announce=announce) if chief else contextlib.nullcontext(),
+          failure_recorded(output_dir, checkpoints, chief)):
         sweep_stale_staging(output_dir, [".preset", ".retired", ".partial"])
-        checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"))
         checkpoints.sweep()
         best_dir = os.path.join(output_dir, "best_preset")
         state = initial_state()
@@ -631,5 +669,9 @@ def run_training(config, announce=None):
                     summary["best_test_accuracy"],
                     energy_summary(best_model, _model_inputs(best_model, energy_images),
                                    ENERGY_IMAGES_NOTE)))
+            summary["status"] = "finished"
+            summary["resumed_after"] = previous_failure(output_dir)
             write_text_atomically(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2))
+            if summary["resumed_after"] is not None:
+                os.remove(os.path.join(output_dir, FAILURE_FILE))
         return model, summary
