@@ -24,6 +24,7 @@ for backend in jax torch; do
   KERAS_BACKEND=$backend "${pytest[@]}" \
     "$repo/tests/test_neurons.py" "$repo/tests/test_attention.py" "$repo/tests/test_models.py" \
     "$repo/tests/test_streaming.py" "$repo/tests/test_inference_graph.py" \
+    "$repo/tests/test_own_images.py" \
     || status=$?
 done
 exit $status
