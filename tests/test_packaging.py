@@ -137,3 +137,18 @@ def test_tool_errors_are_one_line_without_traceback(tmp_path):
     assert result.stderr.strip().startswith("error: Preset directory")
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_importing_the_package_prints_nothing(tmp_path):
+    env = subprocess_env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user's shell has it
+    code = "import keras_spiking_tf; from keras_spiking_tf.cli.startup import held_back_log; " \
+           "print(len(held_back_log()) > 0)"
+    quiet = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[:2000]
+    assert quiet.stdout == "True\n"  # TensorFlow did print: it was held back, not lost
+    shown = subprocess.run([sys.executable, "-c", "import keras_spiking_tf"], cwd=tmp_path,
+                           env={**env, "KST_TF_LOGS": "1"}, capture_output=True, text=True,
+                           timeout=300)
+    assert any(marker in shown.stderr for marker in TF_LOG_MARKERS), shown.stderr[:2000]

@@ -1,16 +1,21 @@
-"""Keeping TensorFlow's native start-up lines off the console of our tools.
+"""Keeping TensorFlow's native start-up lines off the console.
 
 TensorFlow's C++ runtime prints lines such as "oneDNN custom operations are
 on" and "Could not find cuda drivers" while it is imported, before its
 logging is initialised, so `TF_CPP_MIN_LOG_LEVEL` cannot silence them (TF
-2.21). In our command-line tools (`kst-*`, `tools/*.py`) the import is
-therefore run with the process's standard error redirected into a buffer,
-which is replayed if the import fails, and `TF_CPP_MIN_LOG_LEVEL` is set to
-3 for everything TensorFlow logs later (on a machine without a GPU, the GPU
-build of TensorFlow logs a `failed call to cuInit` error at its first
-operation). `--tf_logs` (every tool) leaves TensorFlow's output as it is.
+2.21). Importing `keras_spiking_tf` therefore imports TensorFlow with the
+process's standard error held back: the held-back text is kept
+(`held_back_log()`) and replayed if the import fails, so importing the
+package prints nothing. `KST_TF_LOGS=1` in the environment leaves
+TensorFlow's output as it is; so does a program that imported TensorFlow
+before `keras_spiking_tf` (its lines were printed already).
 
-In any other program that imports `keras_spiking_tf` nothing is changed.
+In our command-line tools (`kst-*`, `tools/*.py`) `TF_CPP_MIN_LOG_LEVEL` is
+also set to 3 for everything TensorFlow logs later (on a machine without a
+GPU, the GPU build of TensorFlow logs a `failed call to cuInit` error at its
+first operation); `--tf_logs` (every tool) leaves TensorFlow's output as it
+is. In other programs TensorFlow's later logging is left to the program
+(`TF_CPP_MIN_LOG_LEVEL`).
 """
 
 import contextlib
@@ -30,31 +35,48 @@ SHOW_FLAG = "--tf_logs"
 
 
 def running_a_tool(argv=None):
-    """Whether this process is one of our tools (and `--tf_logs` is off)."""
+    """Whether this process is one of our tools."""
     argv = list(sys.argv if argv is None else argv) or [""]
     program = os.path.abspath(argv[0])
     name = os.path.basename(program)
-    is_tool = name in TOOL_PROGRAMS or (
+    return name in TOOL_PROGRAMS or (
         name in (*TOOL_PROGRAMS.values(), *CHECKOUT_TOOLS)
         and os.path.basename(os.path.dirname(program)) == "tools"
     )
-    shows_logs = any(
+
+
+_HELD_BACK = []
+
+
+def held_back_log():
+    """What TensorFlow printed while `keras_spiking_tf` imported it (held
+    back from the console)."""
+    return "".join(_HELD_BACK)
+
+
+def showing_tensorflow_logs(argv=None):
+    """Whether TensorFlow's start-up lines are to be shown: `KST_TF_LOGS=1`,
+    or `--tf_logs` in one of our tools."""
+    if os.environ.get("KST_TF_LOGS", "").lower() in ("1", "true", "yes"):
+        return True
+    argv = list(sys.argv if argv is None else argv) or [""]
+    return any(
         arg == SHOW_FLAG or arg.startswith(SHOW_FLAG + "=") and arg.split("=", 1)[1].lower()
         in ("1", "true", "yes")
         for arg in argv[1:]
     )
-    return is_tool and not shows_logs
 
 
 @contextlib.contextmanager
-def quiet_tensorflow_start_for_tools():
+def quiet_tensorflow_start():
     """Runs the block (the import of TensorFlow) with standard error held
-    back, in our tools only; the held-back text is shown if the block
-    raises."""
-    if not running_a_tool():
+    back, unless TensorFlow's lines are to be shown or TensorFlow is
+    imported already; the held-back text is shown if the block raises."""
+    if "tensorflow" in sys.modules or showing_tensorflow_logs():
         yield
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if running_a_tool():
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -69,3 +91,5 @@ def quiet_tensorflow_start_for_tools():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            held.seek(0)
+            _HELD_BACK.append(held.read().decode(errors="replace"))
