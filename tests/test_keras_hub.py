@@ -320,3 +320,50 @@ def test_a_new_attention_needs_only_its_class_and_one_registration(tmp_path):
         assert loaded.backbone.attention == "toy"
     finally:
         del ATTENTIONS["toy"]
+
+
+def no_network(monkeypatch):
+    """Name lookups fail, as on a machine without a network; returns the
+    list of the hosts looked up."""
+    import socket
+
+    looked_up = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return looked_up
+
+
+@pytest.mark.parametrize("handle,host", [("hf://someone/missing", "huggingface.co"),
+                                         ("kaggle://someone/m/keras/v", "www.kaggle.com")])
+def test_an_unreachable_hub_fails_at_once(monkeypatch, handle, host):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://huggingface.co")
+    looked_up = no_network(monkeypatch)
+    with pytest.raises(OSError, match=f"the name of its host {host} could not be looked up"):
+        keras_spiking_tf.from_preset(handle)
+    assert looked_up == [host]  # one lookup, no retries of the download
+
+
+def test_an_unreachable_hub_loads_a_cached_preset(small_model, tmp_path, monkeypatch, capfd):
+    import huggingface_hub.constants
+
+    preset = small_model.save_to_preset(str(tmp_path / "local"))
+    snapshot = tmp_path / "hub" / "models--testorg--cached" / "snapshots" / HF_COMMIT
+    shutil.copytree(preset, snapshot)
+    (tmp_path / "hub" / "models--testorg--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--testorg--cached" / "refs" / "main").write_text(HF_COMMIT)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # restored after
+    no_network(monkeypatch)
+    loaded = keras_spiking_tf.from_preset("hf://testorg/cached")
+    assert "cannot be reached; loading 'hf://testorg/cached' from the local cache" in (
+        capfd.readouterr().err)
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1)).astype("uint8")
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  small_model.predict(images, verbose=0))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 
 import h5py
 from keras_hub.src.utils.preset_utils import get_file
@@ -76,6 +77,8 @@ def check_preset_files(preset):
     """Fetches (for hub handles) and parses every JSON file of a preset, so
     that a network failure or a malformed file is reported as such before
     KerasHub reads them."""
+    if preset.startswith(HUB_SCHEMES):
+        check_hub_reachable(preset)
     read_preset_json(preset, "config.json")
     for filename in PRESET_JSON_FILES[1:]:
         read_preset_json(preset, filename, missing_ok=True)
@@ -179,6 +182,75 @@ def network_cause(error):
         if any(cls.__name__ in NETWORK_ERRORS for cls in type(cause).__mro__):
             return cause
     return None
+
+
+HUB_HOSTS = {"kaggle://": "www.kaggle.com", "gs://": "storage.googleapis.com"}
+NAME_LOOKUP_SECONDS = 5.0
+
+
+def hub_host(preset):
+    """The host name a hub handle is fetched from (`hf://`: the Hugging
+    Face endpoint, `HF_ENDPOINT` if set)."""
+    if preset.startswith("hf://"):
+        from urllib.parse import urlparse
+
+        from huggingface_hub import constants
+
+        return urlparse(constants.ENDPOINT).hostname
+    return HUB_HOSTS[next(scheme for scheme in HUB_HOSTS if preset.startswith(scheme))]
+
+
+def host_resolves(host, timeout=NAME_LOOKUP_SECONDS):
+    """Whether one name lookup of `host` succeeds within `timeout` seconds."""
+    import concurrent.futures
+    import socket
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    lookup = pool.submit(socket.getaddrinfo, host, 443)
+    try:
+        lookup.result(timeout=timeout)
+        return True
+    except (OSError, concurrent.futures.TimeoutError):
+        return False
+    finally:
+        pool.shutdown(wait=False)
+
+
+def check_hub_reachable(preset):
+    """Fails at once, rather than after the hub clients' retries, when a hub
+    handle's host cannot be looked up (no network). A Hugging Face preset in
+    the local cache is then loaded from the cache: offline mode is switched
+    on for this process, with a notice.
+
+    Raises:
+        OSError: the hub cannot be reached and no cached copy exists.
+    """
+    if preset.startswith("hf://") and _hf_offline():
+        return  # offline already: the cache answers at once
+    host = hub_host(preset)
+    if host_resolves(host):
+        return
+    if preset.startswith("hf://") and _hf_cached(preset):
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+        print(f"Note: the Hugging Face Hub ({host}) cannot be reached; loading '{preset}' "
+              "from the local cache (offline mode for this process).", file=sys.stderr)
+        return
+    raise OSError(
+        f"Could not fetch preset '{preset}': the hub could not be reached (the name of its "
+        f"host {host} could not be looked up: no network?)"
+        + (" and the preset is not in the local cache" if preset.startswith("hf://") else "")
+        + ". Check your connection and proxy settings, or pass a local preset directory."
+    )
+
+
+def _hf_cached(preset):
+    """Whether the `config.json` of `hf://` handle `preset` is in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id = preset[len("hf://"):].split("@")[0].strip("/")
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 def _hf_offline():
