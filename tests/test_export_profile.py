@@ -165,3 +165,15 @@ def test_tensorflow_operator_profile_accounts_for_every_operator():
     assert sum(row["share"] for row in profile["by_op_type"]) == pytest.approx(1.0, abs=1e-3)
     assert profile["total_ms"] == pytest.approx(sum(r["ms"] for r in kinds.values()), rel=1e-2)
     assert profile["runs"] == 3
+
+
+def test_operator_types_read_the_same_on_every_cpu():
+    from keras_spiking_tf.edge_export.profile import _portable_op_type
+
+    # TensorFlow's oneDNN rewrites (x86 with AVX-512) against the graph's own names.
+    assert _portable_op_type("_MklMatMul") == "MatMul"
+    assert _portable_op_type("_MklNativeFusedConv2D") == "_FusedConv2D"
+    assert _portable_op_type("_MklFusedMatMul") == "_FusedMatMul"
+    assert _portable_op_type("_MklNativeConv2D") == "Conv2D"
+    assert _portable_op_type("_FusedConv2D") == "_FusedConv2D"
+    assert _portable_op_type("Floor") == "Floor"

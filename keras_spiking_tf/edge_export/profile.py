@@ -416,6 +416,22 @@ def _median_invoke_seconds(path, num_threads, runs, input_shape=None):
     return float(np.median(times))
 
 
+MKL_PREFIXES = ("_MklNative", "_Mkl")
+
+
+def _portable_op_type(kind):
+    """An operator type as TensorFlow's graph names it on every CPU:
+    TensorFlow's oneDNN build rewrites some operators on x86 CPUs with
+    AVX-512 (`MatMul` runs as `_MklMatMul`, `_FusedConv2D` as
+    `_MklNativeFusedConv2D`), and a profile should read the same on every
+    machine."""
+    for prefix in MKL_PREFIXES:
+        if kind.startswith(prefix):
+            rest = kind[len(prefix):]
+            return "_" + rest if rest.startswith("Fused") else rest  # Grappler's own "_Fused..."
+    return kind
+
+
 def tensorflow_operator_profile(model, images, num_threads=None, runs=5, top=8):
     """TensorFlow's per-operator profile of `model(images)` (Keras on the
     TensorFlow backend, without XLA), by operator type.
@@ -468,7 +484,8 @@ def tensorflow_operator_profile(model, images, num_threads=None, runs=5, top=8):
                 for node in device.node_stats:
                     if " = " not in node.timeline_label:
                         continue  # the executor's own _SOURCE node
-                    kind = node.timeline_label.split(" = ", 1)[1].split("(", 1)[0]
+                    kind = _portable_op_type(
+                        node.timeline_label.split(" = ", 1)[1].split("(", 1)[0])
                     if kind in ("_Arg", "_Retval", "NoOp", "Const"):
                         continue
                     op_type[node.node_name] = kind
