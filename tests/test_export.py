@@ -402,6 +402,90 @@ def test_operator_without_builtin_kernel_fails_loudly(tmp_path):
     assert listing(tmp_path) == []
 
 
+# --- batches: memory, not results ------------------------------------------
+
+
+VERIFICATION_FIELDS = ("num_samples", "top1_agreement", "max_abs_logit_diff",
+                       "mean_abs_logit_diff", "num_samples_over_rounding", "accuracy_keras",
+                       "accuracy_exported", "accuracy_change")
+
+
+def test_verification_in_batches_reports_what_one_batch_does(small, digits, tmp_path):
+    """batch_size=7 (6 batches, the last one short) and one batch of all 40
+    images give the same report numbers, and both are the numbers computed
+    here independently (all images at once through Keras and the file)."""
+    _, _, x_test, y_test = digits
+    images, labels = x_test[:40], y_test[:40]
+    reports = {
+        batch_size: export(small, tmp_path / f"b{batch_size}.onnx", format="onnx",
+                           verification_images=images, labels=labels, batch_size=batch_size)
+        for batch_size in (7, 40)
+    }
+    for field in VERIFICATION_FIELDS:
+        assert reports[7][field] == reports[40][field], field
+    assert reports[7]["batch_size"] == 7 and reports[40]["batch_size"] == 40
+    assert reports[7]["batch_sizes_checked"] == [1, 7]
+    reference = keras_logits(small, images)
+    exported = load_exported(tmp_path / "b40.onnx")(preprocess(small, images))
+    difference = np.abs(exported - reference)
+    assert reports[7]["max_abs_logit_diff"] == pytest.approx(difference.max(), rel=1e-6, abs=1e-9)
+    assert reports[7]["mean_abs_logit_diff"] == pytest.approx(difference.mean(), rel=1e-5, abs=1e-9)
+    assert reports[7]["top1_agreement"] == np.mean(exported.argmax(1) == reference.argmax(1))
+    assert reports[7]["accuracy_keras"] == np.mean(reference.argmax(1) == labels)
+
+
+def test_int8_calibration_in_batches_sees_every_sample_once_in_order(small, digits, tmp_path):
+    """The representative data set is the calibration images, in order, in
+    batches of min(batch_size, 16); calibrating in batches of 5 and of 16
+    writes the same file, byte for byte."""
+    from keras_spiking_tf.edge_export.litert import representative_batches
+
+    representative = np.arange(37 * 2, dtype="float32").reshape(37, 2, 1, 1)
+    for batch_size in (1, 5, 16, 64, 37):
+        batches = [batch for (batch,) in representative_batches(representative, batch_size)]
+        assert [len(b) for b in batches[:-1]] == [min(batch_size, 16)] * (len(batches) - 1)
+        np.testing.assert_array_equal(np.concatenate(batches), representative)
+
+    x_train = digits[0][:48]
+    files = {}
+    for batch_size in (5, 64):
+        path = tmp_path / f"int8_{batch_size}.tflite"
+        export(small, path, quantization="int8", representative_images=x_train,
+               verification_images=digits[2][:8], batch_size=batch_size)
+        files[batch_size] = path.read_bytes()
+    assert files[5] == files[64]
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True, "8"])
+def test_a_bad_batch_size_is_refused_before_anything_is_written(small, tmp_path, batch_size):
+    from keras_spiking_tf.edge_export import export_step_model
+
+    message = re.escape(f"batch_size must be None (chosen from the model's largest activation) "
+                        f"or an integer >= 1, got {batch_size!r}.")
+    with pytest.raises(ValueError, match=message):
+        export(small, tmp_path / "m.tflite", batch_size=batch_size)
+    with pytest.raises(ValueError, match=message):
+        export_step_model(small, tmp_path / "step.tflite", batch_size=batch_size)
+    assert listing(tmp_path) == []
+
+
+def test_the_default_batch_size_bounds_the_largest_activation():
+    """st_8_512_imagenet's largest activation is SPS stage 0's output padded
+    for its 3x3 max pool: T x 226 x 226 x hidden_dim/8 float32 values per
+    image; 256 MiB hold 5 of them. Small presets get the cap, 64."""
+    from keras_spiking_tf.edge_export.export_utils import ACTIVATION_BUDGET_BYTES
+    from keras_spiking_tf.edge_export.export_utils import default_batch_size
+    from keras_spiking_tf.edge_export.export_utils import largest_activation_bytes
+
+    imagenet = keras_spiking_tf.from_preset("st_8_512_imagenet", load_weights=False)
+    per_image = 4 * 226 * 226 * (512 // 8) * 4
+    assert largest_activation_bytes(imagenet) == per_image
+    assert default_batch_size(imagenet) == ACTIVATION_BUDGET_BYTES // per_image == 5
+    assert default_batch_size(imagenet, budget_bytes=per_image - 1) == 1
+    digits_model = keras_spiking_tf.from_preset("st_2_64_digits", load_weights=False)
+    assert default_batch_size(digits_model) == 64
+
+
 # --- command line ------------------------------------------------------------
 
 
@@ -418,6 +502,7 @@ def test_export_tool_writes_report(tmp_path):
     assert report["preset"] == "st_2_64_digits" and report["weights"] == "trained"
     assert report["path"] == str(output) and output.stat().st_size == report["file_bytes"]
     assert report["num_samples"] == 64 and report["top1_agreement"] >= 0.98
+    assert report["batch_size"] == 64  # the default for 16 x 16 images
     assert report["accuracy_keras"] >= 0.95 and report["accuracy_exported"] >= 0.95
     assert "top-1 agreement" in result.stdout
     assert listing(output.parent) == ["digits.tflite"]
@@ -437,7 +522,10 @@ def test_exported_step_model_steps_like_the_keras_multi_step_model(tmp_path, for
     frames = rng.poisson(0.8, (6, 3, 16, 16, 2)).astype("float32")
     calibrate_batch_norm(model, frames)  # random weights: give the neurons realistic inputs
     path = tmp_path / f"step{suffix}"
-    report = export_step_model(model, str(path), format=format, verification_inputs=frames)
+    # Verification in batches of 4 (the last one short): the same checks hold.
+    report = export_step_model(model, str(path), format=format, verification_inputs=frames,
+                               batch_size=4)
+    assert report["batch_size"] == 4 and report["num_samples"] == 6
     assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] <= 1e-5
     assert report["max_abs_diff_to_multi_step"] <= 1e-5
     assert report["num_states"] == len(report["state_shapes"]) > 10

@@ -37,7 +37,11 @@ flags.DEFINE_string(
     "dataset", "digits", "Images to analyse: a tools/train.py data set, or 'random' (uniform noise)."
 )
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_integer("num_images", 32, "Images to average over (>= 1).", lower_bound=1)
+flags.DEFINE_integer(
+    "num_images", 32,
+    "Images to average over (>= 1), analysed in one batch: lower it after an out-of-memory error.",
+    lower_bound=1,
+)
 flags.DEFINE_string("raster_layer", "block_0/attn/shortcut_lif", "Neuron layer for the raster.")
 flags.DEFINE_string("output_dir", "analysis", "Where analysis.json and the plots go.")
 flags.DEFINE_integer("seed", 0, "Seed for random images and random initialisation.")

@@ -18,7 +18,17 @@ inputs'. --calibrate_on_random_images opts in to it anyway (for a file whose
 size or operators you want to inspect), and the report says so.
 
 A preset without weights is exported at random initialisation with BatchNorm
-statistics calibrated on the images (said in the report's "weights").
+statistics calibrated on one batch of calibration images: the first
+--batch_size of them (said in the report's "weights"; the statistics of one
+training-mode pass, which cannot be split into batches).
+
+Memory: images go through the models --batch_size at a time (preprocessing,
+verification in Keras and in the exported file's runtime, int8 calibration);
+the results do not depend on it. By default it is the most images whose
+largest activation stays within 256 MiB (64 for the CIFAR and digits
+presets, 5 for the 224 x 224, T=4 ImageNet presets). After an out-of-memory
+error (one `error:` line, exit status 1) lower --batch_size, or
+--num_verification_images / --num_calibration_images.
 
 Writes the file atomically (nothing is left behind on any error), prints a
 one-line summary and, with --report, writes the JSON report.
@@ -66,6 +76,14 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_integer("num_calibration_images", 512, "Calibration images for int8.", lower_bound=1)
+flags.DEFINE_integer(
+    "batch_size", None,
+    "Images per batch in preprocessing, verification and int8 calibration (results "
+    "do not depend on it; memory does), and the images a preset without weights "
+    "calibrates BatchNorm on. Default: the most images whose largest activation stays "
+    "within 256 MiB, 1 to 64 (st_8_512_imagenet: 5). Lower it after an out-of-memory error.",
+    lower_bound=1,
+)
 flags.DEFINE_bool(
     "calibrate_on_random_images", False,
     "With --quantization int8 and --dataset random: calibrate on random images "
@@ -132,6 +150,7 @@ def _main(argv):
 
     import keras_spiking_tf
     from keras_spiking_tf.edge_export import export
+    from keras_spiking_tf.edge_export.export_utils import default_batch_size
 
     quantization = None if FLAGS.quantization == "none" else FLAGS.quantization
     calibration_data = check_calibration(
@@ -154,8 +173,11 @@ def _main(argv):
             FLAGS.dataset, FLAGS.data_dir, FLAGS.num_verification_images,
             FLAGS.num_calibration_images, FLAGS.seed,
         )
+    batch_size = FLAGS.batch_size or default_batch_size(model)
+    FLAGS.batch_size = batch_size  # an out-of-memory error names the value in use
+    bn_images = min(batch_size, len(calibration))
     if not trained:
-        calibrate_batch_norm(model, model.preprocessor(calibration.astype("float32")))
+        calibrate_batch_norm(model, model.preprocessor(calibration[:bn_images].astype("float32")))
     report = export(
         model,
         FLAGS.output,
@@ -171,11 +193,14 @@ def _main(argv):
         int8_io=FLAGS.int8_io,
         optimize_graph=FLAGS.optimize_graph,
         min_top1_agreement=FLAGS.min_top1_agreement,
+        batch_size=batch_size,
         seed=FLAGS.seed,
     )
     report = {
         "preset": FLAGS.preset,
-        "weights": "trained" if trained else "random init, BN calibrated on the calibration images",
+        "weights": "trained" if trained else (
+            f"random init, BN calibrated on the first {bn_images} calibration images"
+        ),
         "dataset": FLAGS.dataset,
         "calibration_data": calibration_data,
         "command": " ".join(["kst-export", *sys.argv[1:]]),

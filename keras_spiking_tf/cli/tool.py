@@ -4,9 +4,15 @@ Every tool runs its `main(argv)` through `run`. A mistake the library
 reports as an exception of the kinds in `USER_ERRORS` (a bad flag value, a
 missing file, a malformed preset, ...) is printed as one `error: ...` line
 and ends the program with exit status 2; the message says what is wrong and
-what to do. Anything else (a bug) keeps its traceback.
+what to do; so is a bad flag value. Running out of memory anywhere (TensorFlow's
+`ResourceExhaustedError`, `MemoryError`, ONNX Runtime's or LiteRT's failed
+allocations, also when wrapped in another error) is printed as one
+`error: out of memory ...` line naming the tool's flags that lower memory
+(`MEMORY_FLAGS`, the one table of them) and ends it with exit status 1.
+Anything else (a bug) keeps its traceback.
 """
 
+import os
 import sys
 
 from absl import app
@@ -24,6 +30,103 @@ HELP_FLAGS = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshor
               "--helpfull": False}
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, ExportError, NonFiniteLossError)
 USER_ERROR_STATUS = 2
+OUT_OF_MEMORY_STATUS = 1
+
+# The flags that lower each tool's memory, by program (`startup.TOOL_PROGRAMS`).
+MEMORY_FLAGS = {
+    "kst-export": ("batch_size", "num_verification_images", "num_calibration_images"),
+    "kst-train": ("batch_size",),
+    "kst-predict": ("batch_size",),
+    "kst-analyze": ("num_images",),
+    "kst-convert-sdt": (),
+}
+# What the runtimes' failed allocations say (ONNX Runtime's arena: "Failed to
+# allocate memory for requested buffer of size ..."; TensorFlow: "OOM when
+# allocating tensor ..."; C++'s std::bad_alloc, which pybind11-wrapped
+# runtimes such as LiteRT raise as MemoryError).
+OUT_OF_MEMORY_MESSAGES = (
+    "failed to allocate memory",
+    "oom when allocating",
+    "std::bad_alloc",
+    "out of memory",
+)
+MAX_MESSAGE_CHARS = 300
+
+
+def out_of_memory_error(error):
+    """The exception in `error`'s chain (itself, then its causes and
+    contexts) that reports running out of memory, or `None`: the innermost
+    one, since a wrapper (an `ExportError` of the exporter) repeats its
+    message."""
+    tensorflow = sys.modules.get("tensorflow")
+    tf_errors = getattr(tensorflow, "errors", None)
+    found, seen = None, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error).lower()
+        if (
+            isinstance(error, MemoryError)
+            or (tf_errors is not None and isinstance(error, tf_errors.ResourceExhaustedError))
+            or any(message in text for message in OUT_OF_MEMORY_MESSAGES)
+        ):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def tool_name(main):
+    """The `kst-*` name of the tool whose `main` this is (also when run as
+    `tools/export.py` or `python -m keras_spiking_tf.cli.export`)."""
+    from keras_spiking_tf.cli.startup import TOOL_PROGRAMS
+
+    module = sys.modules.get(main.__module__)
+    filename = os.path.basename(getattr(module, "__file__", "") or "")
+    for name, program in TOOL_PROGRAMS.items():
+        if program == filename:
+            return name
+    return os.path.basename(sys.argv[0]) or "this tool"
+
+
+def _memory_detail(text):
+    """The part of an error message that says what failed to allocate: its
+    first line that names an allocation failure (from that phrase on, if
+    long), else its first line; at most `MAX_MESSAGE_CHARS`."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = lines[0] if lines else ""
+    for line in lines:
+        start = min(
+            (line.lower().find(m) for m in OUT_OF_MEMORY_MESSAGES if m in line.lower()),
+            default=-1,
+        )
+        if start >= 0:
+            detail = line if len(line) <= MAX_MESSAGE_CHARS else line[start:]
+            break
+    if len(detail) > MAX_MESSAGE_CHARS:
+        detail = detail[: MAX_MESSAGE_CHARS - 3] + "..."
+    return detail
+
+
+def out_of_memory_message(error, tool, flag_values=None):
+    """One line: what ran out of memory and which of `tool`'s flags lower
+    memory, with their current values (`flag_values`: name -> value;
+    default absl's parsed flags)."""
+    memory_flags = MEMORY_FLAGS.get(tool, ())
+    if flag_values is None:
+        flag_values = {name: getattr(flags.FLAGS, name) for name in memory_flags}
+    detail = _memory_detail(str(error)) or "no message"
+    names = [
+        f"--{name} (now {'its default' if flag_values[name] is None else flag_values[name]})"
+        for name in memory_flags
+    ]
+    if tool not in MEMORY_FLAGS:  # tests/test_tool_errors.py: every kst-* tool is listed
+        advice = "Free memory or use a larger machine."
+    elif not names:
+        advice = f"{tool} has no flag that lowers its memory; free memory or use a larger machine."
+    elif len(names) == 1:
+        advice = f"Lower {names[0]}."
+    else:
+        advice = f"Lower {', '.join(names[:-1])} or {names[-1]}."
+    return f"out of memory in {tool} ({type(error).__name__}: {detail}). {advice}"
 
 
 def run(main):
@@ -45,8 +148,27 @@ def run(main):
     def guarded(argv):
         try:
             return main(argv)
-        except USER_ERRORS as error:
-            print(f"error: {error}", file=sys.stderr)
-            return USER_ERROR_STATUS
+        except Exception as error:
+            memory_error = out_of_memory_error(error)
+            if memory_error is not None:
+                message = out_of_memory_message(memory_error, tool_name(main))
+                print(f"error: {message}", file=sys.stderr)
+                return OUT_OF_MEMORY_STATUS
+            if isinstance(error, USER_ERRORS):
+                print(f"error: {error}", file=sys.stderr)
+                return USER_ERROR_STATUS
+            raise
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad flag value (e.g. `--batch_size 0`) a
+    usage error like any other: one `error:` line, exit status 2 (absl's own
+    parser ends with status 1, the status of failures such as running out
+    of memory)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error} (see --help)", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)

@@ -135,3 +135,66 @@ def cast_images(images, dtype):
         info = np.iinfo(dtype)
         return np.clip(np.round(images), info.min, info.max).astype(dtype)
     return images.astype(dtype, copy=False)
+
+
+# The default batch size keeps one batch's largest activation within this
+# many bytes (see `default_batch_size`).
+ACTIVATION_BUDGET_BYTES = 256 * 2**20
+MAX_DEFAULT_BATCH_SIZE = 64
+# Graph nodes that hold weights or the input, not activations.
+_NOT_ACTIVATIONS = {"Const", "Placeholder", "ReadVariableOp", "VarHandleOp", "Identity"}
+
+
+def check_batch_size(batch_size, name="batch_size"):
+    """`batch_size` is `None` (automatic) or an integer >= 1."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(
+            f"{name} must be None (chosen from the model's largest activation) or an "
+            f"integer >= 1, got {batch_size!r}."
+        )
+
+
+def largest_activation_bytes(model, input_spec=None):
+    """Bytes of the largest tensor that one sample produces in
+    `model(x, training=False)`: the model traced by TensorFlow at batch 1,
+    the largest output of any graph operation other than weights and the
+    input. For a Spiking Transformer that is an SPS convolution's output at
+    full resolution, `T x H x W x (hidden_dim / 8)` float32 values (e.g.
+    st_8_512_imagenet: 4 x 226 x 226 x 64 x 4 bytes = 52 MB with padding)."""
+    import tensorflow as tf
+
+    if input_spec is None:
+        (keras_input,) = model.inputs
+        input_spec = tf.TensorSpec((None, *keras_input.shape[1:]), keras_input.dtype)
+    spec = tf.TensorSpec((1, *input_spec.shape[1:]), input_spec.dtype)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    largest = 0
+    for operation in graph.get_operations():
+        if operation.type in _NOT_ACTIVATIONS:
+            continue
+        for output in operation.outputs:
+            if output.shape.is_fully_defined() and output.dtype.is_numeric:
+                largest = max(largest, output.shape.num_elements() * output.dtype.size)
+    return max(largest, 1)
+
+
+def default_batch_size(model, input_spec=None, budget_bytes=ACTIVATION_BUDGET_BYTES):
+    """The batch size verification and calibration run with when none is
+    given: the most samples whose largest activation
+    (`largest_activation_bytes`) fits in `budget_bytes` (256 MiB), at least
+    1 and at most 64. st_2_64_digits: 64; st_2_256_cifar10 (32 x 32, T=4): 64;
+    st_8_512_imagenet (224 x 224, T=4): 5."""
+    per_sample = largest_activation_bytes(model, input_spec)
+    return int(max(1, min(MAX_DEFAULT_BATCH_SIZE, budget_bytes // per_sample)))
+
+
+def in_batches(function, array, batch_size):
+    """`function` applied to consecutive `batch_size` slices of `array`,
+    the results concatenated (in order) along the first axis."""
+    if len(array) <= batch_size:
+        return function(array)
+    return np.concatenate(
+        [function(array[start : start + batch_size]) for start in range(0, len(array), batch_size)]
+    )

@@ -68,6 +68,7 @@ from keras_spiking_tf.edge_export.report import ExportReport
 from keras_spiking_tf.edge_export.verification import verify as verify_against_keras
 from keras_spiking_tf.inference_graph import optimize_for_inference
 from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.optional_dependencies import require
 
 
 def export(
@@ -89,7 +90,7 @@ def export(
     optimize_graph=True,
     num_verification_images=16,
     min_top1_agreement=None,
-    batch_size=64,
+    batch_size=None,
     seed=0,
 ):
     """Exports a classifier for edge runtimes, verifies it, returns a report.
@@ -135,7 +136,16 @@ def export(
         num_verification_images: size of the random verification batch.
         min_top1_agreement: if set, an export whose top-1 agreement with
             Keras is lower raises `ExportVerificationError` and writes nothing.
-        batch_size: batch size for verification runs.
+        batch_size: how many images go through a model at once: the image
+            preprocessing, the Keras and exported runs of verification and
+            int8 calibration (LiteRT calibrates in batches of
+            `min(batch_size, 16)`). Results do not depend on it; memory does.
+            `None`: the most images whose largest activation stays within
+            256 MiB (`export_utils.default_batch_size`: traced at batch 1,
+            e.g. `T x H x W x hidden_dim / 8` float32 values for a Spiking
+            Transformer), between 1 and 64: 64 for the CIFAR and digits
+            presets, 5 for st_8_512_imagenet (224 x 224, T=4). Lower it
+            after an out-of-memory error.
         seed: seed of the random verification images.
 
     Returns:
@@ -150,13 +160,17 @@ def export(
         largest difference exceeds `ROUNDING_TOLERANCE`), `accuracy_keras`,
         `accuracy_exported`, `accuracy_change` (accuracies in [0, 1], only
         with `labels`), `batch_sizes_checked`, `convert_seconds`,
-        `verify_seconds`. Verification fields are `None` when `verify=False`.
+        `verify_seconds`, `batch_size` (the one used). Verification fields
+        are `None` when `verify=False`.
 
     Raises:
         ValueError: unknown format/quantization/output_kind, `"int8"` without
             representative images, a quantization for a non-LiteRT format,
-            preprocessing requested for a model without a preprocessor. All
-            raised before anything is written.
+            preprocessing requested for a model without a preprocessor, a
+            `batch_size` that is not `None` or an integer >= 1. All raised
+            before anything is written.
+        ImportError: the format's optional packages (the `export` extra)
+            are not installed; the message has the pip command.
         OSError: the destination cannot be written (the message names it).
         ExportError: conversion failed (e.g. an operator without a builtin
             LiteRT kernel) or the file does not run in its runtime.
@@ -174,8 +188,13 @@ def export(
     """
     _check_arguments(
         model, format, quantization, representative_images, include_preprocessing,
-        output_kind, verification_images, labels, input_dtype, int8_io,
+        output_kind, verification_images, labels, input_dtype, int8_io, batch_size,
     )
+    purpose = f"export(format={format!r})"
+    for module_name in FORMATS[format].converter_modules + (
+        FORMATS[format].runtime_modules if verify else ()
+    ):
+        require(module_name, purpose)
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "keras_spiking_tf.edge_export converts through TensorFlow; run with "
@@ -195,8 +214,11 @@ def export(
             optimize_for_inference(model), include_preprocessing, output_kind,
             input_dtype, raw_image_size,
         )
+    if batch_size is None:
+        batch_size = export_utils.default_batch_size(reference_model, input_spec)
     to_inputs = functools.partial(
-        _graph_inputs, model, include_preprocessing, preprocess_images, input_spec
+        _graph_inputs, model, include_preprocessing, preprocess_images, input_spec,
+        batch_size=batch_size,
     )
     # Image problems surface here, before the (slow) conversion.
     representative = None
@@ -242,6 +264,7 @@ def export(
             op_counts=described["op_counts"],
             flex_ops=described["flex_ops"],
             convert_seconds=round(convert_seconds, 2),
+            batch_size=int(batch_size),
         )
         if verify:
             started = time.perf_counter()
@@ -269,7 +292,8 @@ def export(
 
 def _check_arguments(model, format, quantization, representative_images,
                      include_preprocessing, output_kind, verification_images, labels,
-                     input_dtype, int8_io):
+                     input_dtype, int8_io, batch_size):
+    export_utils.check_batch_size(batch_size)
     if format not in FORMATS:
         raise ValueError(f"Unknown format {format!r}; choose one of {list(FORMATS)}.")
     if quantization not in QUANTIZATIONS:
@@ -349,14 +373,19 @@ def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_ima
     return wrapper, tf.TensorSpec((None, *shape), tf.as_dtype(inputs.dtype), name="images")
 
 
-def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, images):
-    """User images (raw unless `preprocess_images=False`) -> graph inputs."""
+def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, images,
+                  batch_size):
+    """User images (raw unless `preprocess_images=False`) -> graph inputs,
+    preprocessed `batch_size` images at a time."""
     images = np.asarray(images)
     expected = tuple(input_spec.shape[1:])
     if include_preprocessing:
         inputs = export_utils.cast_images(images, input_spec.dtype.as_numpy_dtype)
     elif preprocess_images and getattr(model, "preprocessor", None) is not None:
-        inputs = np.asarray(model.preprocessor(images.astype("float32")), dtype="float32")
+        inputs = export_utils.in_batches(
+            lambda batch: np.asarray(model.preprocessor(batch.astype("float32")), dtype="float32"),
+            images, batch_size,
+        )
     else:
         inputs = images.astype("float32")
     if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected:

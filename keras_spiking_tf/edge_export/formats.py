@@ -28,6 +28,9 @@ class ExportFormat:
         is_directory: whether an export is a directory.
         quantizations: the `quantization=` values it takes (`None` first).
         module: the module implementing it (`convert`, `describe`, `Runner`).
+        converter_modules: optional dependencies (`optional_dependencies.py`)
+            that writing and describing the file need.
+        runtime_modules: optional dependencies that running it needs.
     """
 
     name: str
@@ -35,14 +38,18 @@ class ExportFormat:
     is_directory: bool
     quantizations: tuple
     module: str
+    converter_modules: tuple = ()
+    runtime_modules: tuple = ()
 
 
 FORMATS = {
     spec.name: spec
     for spec in (
         ExportFormat("litert", ".tflite", False, (None, "float16", "dynamic_int8", "int8"),
-                     "keras_spiking_tf.edge_export.litert"),
-        ExportFormat("onnx", ".onnx", False, (None,), "keras_spiking_tf.edge_export.onnx"),
+                     "keras_spiking_tf.edge_export.litert",
+                     converter_modules=("ai_edge_litert",), runtime_modules=("ai_edge_litert",)),
+        ExportFormat("onnx", ".onnx", False, (None,), "keras_spiking_tf.edge_export.onnx",
+                     converter_modules=("tf2onnx", "onnx"), runtime_modules=("onnxruntime",)),
         ExportFormat("saved_model", "", True, (None,), "keras_spiking_tf.edge_export.saved_model"),
     )
 }

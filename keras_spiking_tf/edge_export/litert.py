@@ -20,12 +20,14 @@ import numpy as np
 from keras_spiking_tf.edge_export.export_utils import ExportError
 from keras_spiking_tf.edge_export.export_utils import cast_images
 from keras_spiking_tf.edge_export.export_utils import quiet
+from keras_spiking_tf.optional_dependencies import require
 
 # Operators `quantization="int8"` runs in int8 (see `exporter.py`). Not
 # BATCH_MATMUL: XNNPACK does not take an int8 product of two activations, so
 # int8 attention products ran on LiteRT's reference kernels (st_2_256_cifar10:
 # 3 delegate partitions, batch-1 6.8 ms; float32 products: 1 partition, 4.4 ms).
 INT8_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+RUNNING = "Running a LiteRT file (the LiteRT interpreter)"
 
 
 def convert(graph_model, input_spec, path, quantization=None, representative=None,
@@ -76,11 +78,8 @@ def _convert_int8(converter, representative, batch_size, int8_io=False):
     """Selective int8 quantization (module docstring): int8 synapses."""
     import tensorflow as tf
 
-    calibration_batch = max(1, min(batch_size, 16))
-
     def dataset():
-        for start in range(0, len(representative), calibration_batch):
-            yield [representative[start : start + calibration_batch]]
+        return representative_batches(representative, batch_size)
 
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [
@@ -102,10 +101,20 @@ def _convert_int8(converter, representative, batch_size, int8_io=False):
     return debugger.get_nondebug_quantized_model()
 
 
+def representative_batches(representative, batch_size):
+    """The calibration data set: `representative` in order, in batches of
+    `min(batch_size, 16)` images, each as the converter's one-input list.
+    (Calibration records each tensor's minimum and maximum over all of them,
+    so the ranges do not depend on the batching.)"""
+    calibration_batch = max(1, min(int(batch_size), 16))
+    for start in range(0, len(representative), calibration_batch):
+        yield [representative[start : start + calibration_batch]]
+
+
 def _unbounded_range_producers(calibrated_model):
     """Output tensor names of the operators feeding a tensor whose calibrated
     range is not finite-sized (the -inf pool padding): they stay float."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     model = schema.Model.GetRootAs(bytearray(calibrated_model), 0)
     names = []
@@ -188,7 +197,7 @@ def describe(path):
 
 class Runner:
     def __init__(self, path, num_threads):
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = require("ai_edge_litert.interpreter", RUNNING).Interpreter
 
         self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
         inputs = self.interpreter.get_input_details()
@@ -230,8 +239,13 @@ class Runner:
         return output.astype("float32", copy=False)
 
 
+def _schema():
+    """LiteRT's flatbuffer schema module (reads operators of a `.tflite`)."""
+    return require("ai_edge_litert.schema_py_generated", "Reading a LiteRT file's operators")
+
+
 def _builtin_names():
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     return {
         value: name
@@ -245,7 +259,7 @@ def operator_code_names(model):
     (an operator's `OpcodeIndex()` indexes this list). Custom operators
     (Flex delegates included: their custom codes start with "Flex") are
     named by their custom code."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     names = _builtin_names()
     codes = []
@@ -265,7 +279,7 @@ def litert_op_table(model_bytes):
     Custom operators (Flex delegates included: their custom codes start with
     "Flex") are named by their custom code.
     """
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     model = schema.Model.GetRootAs(bytearray(model_bytes), 0)
     type_names = {
@@ -290,7 +304,7 @@ def litert_op_table(model_bytes):
 def litert_io_types(model_bytes):
     """`(input dtype names, output dtype names)` of a LiteRT flatbuffer's
     main subgraph, e.g. `(["float32"], ["float32"])`."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     model = schema.Model.GetRootAs(bytearray(model_bytes), 0)
     type_names = {

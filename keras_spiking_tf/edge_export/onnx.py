@@ -7,12 +7,17 @@ import numpy as np
 
 from keras_spiking_tf.edge_export.export_utils import cast_images
 from keras_spiking_tf.edge_export.export_utils import quiet
+from keras_spiking_tf.optional_dependencies import require
+
+EXPORTING = "ONNX export (format='onnx')"
+RUNNING = "Running an ONNX file (ONNX Runtime)"
 
 
 def convert(graph_model, input_spec, path, **unused):
     """Writes `graph_model` as an ONNX file at `path`."""
+    require("tf2onnx", EXPORTING)  # what Keras' ONNX export converts with
+    onnx = require("onnx", EXPORTING)
     quiet(graph_model.export, path, format="onnx", verbose=False, input_signature=[input_spec])
-    import onnx
 
     model = onnx.load(path)
     if fuse_clips(model.graph):
@@ -25,8 +30,8 @@ def fuse_clips(graph):
     (what `keras.ops.clip` becomes through tf2onnx, e.g. the neurons' spike
     step) as one `Clip(x, lo, hi)`: the same values, one pass over memory
     instead of two in ONNX Runtime. Returns the number of rewrites."""
-    from onnx import helper
-    from onnx import numpy_helper
+    helper = require("onnx.helper", EXPORTING)
+    numpy_helper = require("onnx.numpy_helper", EXPORTING)
 
     scalars = {
         tensor.name: numpy_helper.to_array(tensor)
@@ -103,7 +108,7 @@ class Runner:
     `profile_prefix` turns on ORT's profiler (see `profile.py`)."""
 
     def __init__(self, path, num_threads, profile_prefix=None):
-        import onnxruntime
+        onnxruntime = require("onnxruntime", RUNNING)
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -133,7 +138,7 @@ class Runner:
 
 def onnx_ops(path):
     """Sorted unique operator types of an ONNX file."""
-    import onnx
+    onnx = require("onnx", "Reading an ONNX file's operators")
 
     model = onnx.load(path, load_external_data=False)
     return sorted({node.op_type for node in model.graph.node})

@@ -10,8 +10,8 @@ class ExportReport(collections.abc.Mapping):
     (`report["top1_agreement"]`, `dict(report)`, `json.dumps(dict(report))`).
 
     Attributes:
-        format, quantization, optimize_graph, output_kind,
-            include_preprocessing, int8_io: what was asked for.
+        format, quantization, optimize_graph, output_kind, include_preprocessing, int8_io:
+            what was asked for.
         path: the written file or directory; `file_bytes` its size.
         input: the graph input's `name`, `shape` and `dtype`;
             `output_dtype` the output's.
@@ -26,6 +26,8 @@ class ExportReport(collections.abc.Mapping):
             exceeds `ROUNDING_TOLERANCE` (some spike differs);
             `accuracy_keras`, `accuracy_exported`, `accuracy_change` (with
             labels); `batch_sizes_checked`. `None` without verification.
+        batch_size: how many images went through a model at once
+            (preprocessing, verification, int8 calibration).
 
     Example:
 
@@ -59,6 +61,7 @@ class ExportReport(collections.abc.Mapping):
     accuracy_exported: float | None = None
     accuracy_change: float | None = None
     batch_sizes_checked: list | None = None
+    batch_size: int | None = None
 
     def __getitem__(self, key):
         if key not in self.__dataclass_fields__:

@@ -32,11 +32,16 @@ import numpy as np
 
 from keras_spiking_tf.edge_export.export_utils import ExportError
 from keras_spiking_tf.edge_export.export_utils import ExportVerificationError
+from keras_spiking_tf.edge_export.export_utils import check_batch_size
+from keras_spiking_tf.edge_export.export_utils import default_batch_size
+from keras_spiking_tf.edge_export.export_utils import in_batches
 from keras_spiking_tf.edge_export.export_utils import in_float32
 from keras_spiking_tf.edge_export.export_utils import move_into_place
 from keras_spiking_tf.edge_export.export_utils import quiet
 from keras_spiking_tf.edge_export.export_utils import remove
 from keras_spiking_tf.edge_export.export_utils import reserve
+from keras_spiking_tf.edge_export.formats import FORMATS
+from keras_spiking_tf.optional_dependencies import require
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
     SpikingTransformerStepModel,
 )
@@ -74,7 +79,7 @@ def _convert(step, format, path):
     specs = _signature(step)
     serve = _serving_function(step)
     if format == "onnx":
-        import tf2onnx
+        tf2onnx = require("tf2onnx", "ONNX export of a step model (format='onnx')")
 
         function = tf.function(serve, input_signature=specs)
         quiet(tf2onnx.convert.from_function, function, input_signature=specs, opset=17,
@@ -106,7 +111,7 @@ class StepRunner:
         self.path = os.fspath(path)
         self.format = "onnx" if self.path.endswith(".onnx") else "litert"
         if self.format == "onnx":
-            import onnxruntime
+            onnxruntime = require("onnxruntime", "Running an ONNX step file (ONNX Runtime)")
 
             options = onnxruntime.SessionOptions()
             if num_threads:
@@ -118,7 +123,9 @@ class StepRunner:
             self.state_shapes = [tuple(i.shape[1:]) for i in inputs if i.name.startswith("state_")]
             self._names = [o.name for o in self._session.get_outputs()]
         else:
-            from ai_edge_litert.interpreter import Interpreter
+            Interpreter = require(
+                "ai_edge_litert.interpreter", "Running a LiteRT step file (the LiteRT interpreter)"
+            ).Interpreter
 
             interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
             (signature,) = interpreter.get_signature_list()  # the one exported endpoint
@@ -150,14 +157,20 @@ def load_step_model(path, num_threads=None):
     return StepRunner(path, num_threads)
 
 
-def _step_through(runner, inputs, steps, frames):
-    """Runs the file over `inputs`; the running logits after each step and
-    the seconds one single-sample step takes."""
-    state = runner.initial_state(len(inputs))
-    history = []
-    for t in range(steps):
-        logits, _, state = runner(inputs[:, t] if frames else inputs, state)
-        history.append(logits)
+def _step_through(runner, inputs, steps, frames, batch_size):
+    """Runs the file over `inputs`, `batch_size` samples at a time; the
+    running logits after each step and the seconds one single-sample step
+    takes."""
+
+    def run(batch):
+        state = runner.initial_state(len(batch))
+        history = []
+        for t in range(steps):
+            logits, _, state = runner(batch[:, t] if frames else batch, state)
+            history.append(logits)
+        return np.stack(history, axis=1)
+
+    running = in_batches(run, inputs, batch_size)
     one = inputs[:1]
     state = runner.initial_state(1)
     latencies = []
@@ -165,11 +178,11 @@ def _step_through(runner, inputs, steps, frames):
         started = time.perf_counter()
         _, _, state = runner(one[:, t] if frames else one, state)
         latencies.append(time.perf_counter() - started)
-    return np.stack(history, axis=1), latencies
+    return running, latencies
 
 
 def export_step_model(classifier, path, format="litert", verification_inputs=None,
-                      labels=None, min_top1_agreement=None, seed=0):
+                      labels=None, min_top1_agreement=None, seed=0, batch_size=None):
     """Exports one time step of `classifier` with explicit state, verified.
 
     Args:
@@ -183,6 +196,10 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         min_top1_agreement: if set, a lower agreement with Keras raises
             `ExportVerificationError` and writes nothing.
         seed: of the random verification inputs.
+        batch_size: how many inputs go through a model at once in
+            verification (Keras and the exported file); results do not
+            depend on it. `None`: chosen as `export`'s (the most inputs whose
+            largest activation stays within 256 MiB, 1 to 64).
 
     Returns:
         A report dict: `format`, `path`, `file_bytes`, `num_states`,
@@ -194,8 +211,10 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         `step_latency_ms_median`/`_p90` (one sample, one step).
 
     Raises:
-        ValueError: an unknown format or a suffix that does not match it
-            (before anything is written).
+        ValueError: an unknown format, a suffix that does not match it, a
+            `batch_size` that is not `None` or an integer >= 1 (before
+            anything is written).
+        ImportError: the format's optional packages are not installed.
         ExportError, ExportVerificationError: as `export`.
     """
     if format not in STEP_FORMATS:
@@ -203,6 +222,10 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
     suffix = {"litert": ".tflite", "onnx": ".onnx"}[format]
     if not os.fspath(path).endswith(suffix):
         raise ValueError(f"A {format} step model is a '{suffix}' file; got '{path}'.")
+    check_batch_size(batch_size)
+    for module_name in FORMATS[format].converter_modules + FORMATS[format].runtime_modules:
+        if module_name != "onnx":  # the step export writes with tf2onnx alone
+            require(module_name, f"export_step_model(format={format!r})")
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("Exporting converts through TensorFlow; run with KERAS_BACKEND=tensorflow.")
     model = in_float32(classifier)
@@ -217,18 +240,20 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         else:
             verification_inputs = rng.integers(0, 256, (4, height, width, channels)).astype("uint8")
     model.check_images(verification_inputs)
+    if batch_size is None:
+        batch_size = default_batch_size(model)
     inputs = np.asarray(verification_inputs, "float32")
     if not frames and model.preprocessor is not None:
-        inputs = np.asarray(model.preprocessor(inputs))
-    keras_running = running_logits(model, verification_inputs)
-    multi_step = np.asarray(model.predict(verification_inputs, verbose=0))
+        inputs = in_batches(lambda batch: np.asarray(model.preprocessor(batch)), inputs, batch_size)
+    keras_running = running_logits(model, verification_inputs, batch_size=batch_size)
+    multi_step = np.asarray(model.predict(verification_inputs, batch_size=batch_size, verbose=0))
 
     step = SpikingTransformerStepModel(model)
     path, staging = reserve(path, format)
     try:
         _convert(step, format, staging)
         runner = StepRunner(staging)
-        exported, latencies = _step_through(runner, inputs, steps, frames)
+        exported, latencies = _step_through(runner, inputs, steps, frames, batch_size)
         agreement = float(np.mean(exported[:, -1].argmax(-1) == keras_running[:, -1].argmax(-1)))
         report = {
             "format": format,
@@ -245,6 +270,7 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
             "accuracy_exported": None,
             "step_latency_ms_median": 1e3 * statistics.median(latencies),
             "step_latency_ms_p90": 1e3 * float(np.percentile(latencies, 90)),
+            "batch_size": int(batch_size),
         }
         if labels is not None:
             labels = np.asarray(labels)
