@@ -38,9 +38,6 @@ DIRECT_IMPORTS = {
     ("layers/lif_cell.py", "jax"): "runs only under KERAS_BACKEND=jax, which has imported jax",
     ("training/precision.py", "jax"): "runs only under KERAS_BACKEND=jax",
     ("training/precision.py", "torch"): "runs only under KERAS_BACKEND=torch",
-    ("conversion/sdt_checkpoint.py", "torch"):
-        "to convert: wraps the import in its own ImportError (TORCH_INSTALL_HINT)",
-    ("edge_export/profile.py", "ai_edge_litert"): "to convert to require()",
 }
 
 
@@ -157,6 +154,22 @@ def _event_data(tmp_path):
     load_dataset("dvs_gesture", data_dir=str(tmp_path), time_steps=4)
 
 
+def _sdt_checkpoint(tmp_path):
+    from keras_spiking_tf.conversion import load_sdt_state_dict
+
+    path = tmp_path / "input.pth"
+    path.write_bytes(b"not read: PyTorch is missing")
+    load_sdt_state_dict(path)
+
+
+def _litert_profile(tmp_path):
+    from keras_spiking_tf.edge_export.profile import litert_delegation
+
+    path = tmp_path / "input.tflite"
+    path.write_bytes(b"not read: the runtime is missing")
+    litert_delegation(path)
+
+
 def _require(module):
     def call(tmp_path):
         require(module, "This feature")
@@ -169,12 +182,13 @@ ENTRY_POINTS = {
     "onnx": [_export("onnx", ".onnx")],
     "tf2onnx": [_export("onnx", ".onnx")],
     "onnxruntime": [_export("onnx", ".onnx"), _load(".onnx"), _step_runner(".onnx")],
-    "ai_edge_litert": [_export("litert", ".tflite"), _load(".tflite"), _step_runner(".tflite")],
+    "ai_edge_litert": [_export("litert", ".tflite"), _load(".tflite"), _step_runner(".tflite"),
+                       _litert_profile],
     "tonic": [_event_data],
     # Imported by Keras itself under their backends (DIRECT_IMPORTS); the
     # entry point is require.
     "jax": [_require("jax")],
-    "torch": [_require("torch")],
+    "torch": [_require("torch"), _sdt_checkpoint],
 }
 NEEDS_TENSORFLOW = {"onnx", "tf2onnx", "onnxruntime", "ai_edge_litert"}
 

@@ -43,16 +43,12 @@ import numpy as np
 
 from keras_spiking_tf.layers.attention_variants import ATTENTIONS
 from keras_spiking_tf.models.spiking_transformer import from_preset
+from keras_spiking_tf.optional_dependencies import require
 from keras_spiking_tf.models.spiking_transformer import save_to_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     load_registry,
 )
 
-TORCH_INSTALL_HINT = (
-    "Reading SDT PyTorch checkpoints needs PyTorch. Install the CPU wheel: "
-    "pip install torch==2.13.0 "
-    "(or pip install 'keras-spiking-tf[backends]')."
-)
 STATE_DICT_KEYS = ("state_dict", "model")
 SPS_SUFFIXES = ("", "1", "2", "3")
 BN_TENSORS = (
@@ -72,11 +68,9 @@ MAX_LISTED_KEYS = 50
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(TORCH_INSTALL_HINT) from error
-    return torch
+    """PyTorch, which reads the checkpoints (the `backends` extra; the CPU
+    wheel `torch==2.13.0` is enough)."""
+    return require("torch", "Reading SDT PyTorch checkpoints")
 
 
 # The only non-tensor class that SDT's checkpoints pickle: the training

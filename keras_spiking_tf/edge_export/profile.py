@@ -40,7 +40,12 @@ import os
 import tempfile
 
 from keras_spiking_tf.edge_export.litert import litert_op_counts
+from keras_spiking_tf.optional_dependencies import require
 
+
+def _litert_interpreter(purpose):
+    """The LiteRT interpreter module (the `export` extra)."""
+    return require("ai_edge_litert.interpreter", purpose)
 
 def litert_delegation(path, num_threads=1):
     """How XNNPACK (LiteRT's default CPU delegate) partitions a `.tflite` file.
@@ -56,7 +61,7 @@ def litert_delegation(path, num_threads=1):
         `quantize` / `dequantize` (QUANTIZE and DEQUANTIZE operators in the
         file) and `op_counts` (`{op name: {output dtype: count}}`).
     """
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = _litert_interpreter("LiteRT profiling").Interpreter
 
     interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
     interpreter.allocate_tensors()
@@ -202,8 +207,8 @@ def litert_product_profile(path, batch_size=1, num_threads=None, runs=30):
     profile["products_ms"], profile["file_ms"]     # e.g. 2.9, 4.5
     ```
     """
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.interpreter import OpResolverType
+    litert = _litert_interpreter("litert_product_profile()")
+    Interpreter, OpResolverType = litert.Interpreter, litert.OpResolverType
 
     with open(path, "rb") as file:
         operators = _product_operators(file.read())
@@ -253,7 +258,7 @@ def litert_product_profile(path, batch_size=1, num_threads=None, runs=30):
 
 def _product_operators(model_bytes):
     """`[{op, inputs, options}]` for the product operators of subgraph 0."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = require("ai_edge_litert.schema_py_generated", "litert_product_profile()")
 
     from keras_spiking_tf.edge_export.litert import operator_code_names
 
@@ -375,7 +380,7 @@ def _check_single_product_file(path, entry):
     """The one-operator file holds `entry`'s operator with its arithmetic and
     output size (else the profile would time something else)."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = _litert_interpreter("LiteRT profiling").Interpreter
 
     from keras_spiking_tf.edge_export.litert import litert_op_table
 
@@ -398,7 +403,7 @@ def _median_invoke_seconds(path, num_threads, runs, input_shape=None):
     import time
 
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = _litert_interpreter("LiteRT profiling").Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=num_threads)
     if input_shape is not None:
