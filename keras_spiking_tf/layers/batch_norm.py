@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spiking_tf import validation
+
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
 class SpikingBatchNormalization(keras.layers.BatchNormalization):
@@ -21,8 +23,8 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
     (biased batch variance), so both paths train the same model.
 
     Args:
-        momentum: moving-average momentum, Keras convention.
-        epsilon: added to the variance.
+        momentum: moving-average momentum, Keras convention, in [0, 1].
+        epsilon: added to the variance, > 0.
         **kwargs: other `keras.layers.BatchNormalization` arguments.
 
     Example:
@@ -36,6 +38,8 @@ class SpikingBatchNormalization(keras.layers.BatchNormalization):
     folded = False  # set by `FoldsBatchNorm.fold_batch_norm`: now an identity
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
+        momentum = validation.check_number("momentum", momentum, minimum=0.0, maximum=1.0)
+        epsilon = validation.check_number("epsilon", epsilon, minimum=0.0, exclusive_minimum=True)
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
 
     def inference_affine(self):

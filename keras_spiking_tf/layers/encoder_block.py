@@ -3,7 +3,11 @@
 import keras
 
 from keras_spiking_tf.layers.attention_variants import get_attention_class
+from keras_spiking_tf.layers.lif_cell import check_neuron_config
 from keras_spiking_tf.layers.spiking_mlp import SpikingMLP
+from keras_spiking_tf.layers.spiking_mlp import check_mlp_ratio
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_arguments
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -40,12 +44,16 @@ class SpikingTransformerEncoderBlock(keras.layers.Layer):
         erode=False,
         **kwargs,
     ):
+        check_attention_name("attention", attention)
+        check_attention_arguments(num_heads, attn_v_threshold, association, erode)
+        check_mlp_ratio(mlp_ratio)
+        neuron_config = check_neuron_config(neuron_config)
         super().__init__(**kwargs)
         self.attention = attention
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
         self.attn_v_threshold = attn_v_threshold
-        self.neuron_config = dict(neuron_config or {})
+        self.neuron_config = neuron_config
         self.association = association
         self.erode = erode
         self.attn = get_attention_class(attention)(

@@ -14,8 +14,10 @@ import functools
 import keras
 from keras import ops
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif_cell import NEURON_ARGUMENTS
 from keras_spiking_tf.layers.lif_cell import LIFCell
+from keras_spiking_tf.layers.lif_cell import check_neuron_arguments
 from keras_spiking_tf.layers.lif_cell import TernaryLIFCell
 
 
@@ -50,6 +52,10 @@ def integrate_and_fire(cell, inputs, backward):
 
     return run(inputs)
 
+
+# The most time steps a check lets through: the loop over time is unrolled
+# into the graph, one copy of the neuron per step.
+MAX_TIME_STEPS = 4096
 
 _MEMBRANES = contextvars.ContextVar("explicit_membranes", default=None)
 
@@ -170,8 +176,8 @@ class LIF(keras.layers.Layer):
     Args:
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, alpha:
             the neuron, see `LIFCell` (design.md §2.1 defaults).
-        time_steps: optional expected `T`; an input with another `T` is an
-            error.
+        time_steps: optional expected `T` (1 to 4096); an input with
+            another `T` is an error.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -197,6 +203,18 @@ class LIF(keras.layers.Layer):
         time_steps=None,
         **kwargs,
     ):
+        check_neuron_arguments(
+            tau=tau,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            decay_input=decay_input,
+            detach_reset=detach_reset,
+            surrogate=surrogate,
+            alpha=alpha,
+        )
+        time_steps = validation.check_integer(
+            "time_steps", time_steps, minimum=1, maximum=MAX_TIME_STEPS, allow_none=True
+        )
         super().__init__(**kwargs)
         self.cell = self.cell_class(
             tau=tau,
@@ -209,7 +227,7 @@ class LIF(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="cell",
         )
-        self.time_steps = None if time_steps is None else int(time_steps)
+        self.time_steps = time_steps
         self._backward = fuse_elementwise(
             functools.partial(backpropagate_through_time, self.cell)
         )

@@ -36,6 +36,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.surrogate import SURROGATES
 from keras_spiking_tf.layers.surrogate import heaviside_with_surrogate
 from keras_spiking_tf.layers.surrogate import surrogate_derivative
 from keras_spiking_tf.layers.surrogate import validate_surrogate
@@ -95,6 +97,69 @@ NEURON_ARGUMENTS = (
     "surrogate",
     "alpha",
 )
+# The largest number of units of a layer that a check lets through.
+MAX_UNITS = 1 << 24
+
+
+def check_neuron_arguments(config_name=None, **arguments):
+    """Checks neuron arguments (any of `NEURON_ARGUMENTS`) and returns them
+    in normal form (floats, bools); `alpha=None` stays `None`.
+
+    With `config_name` (e.g. `"neuron_config"`) the arguments are the keys
+    of that dict argument: an unknown key is an error, and messages name
+    `neuron_config['tau']`.
+
+    Example:
+
+    ```python
+    check_neuron_arguments("neuron_config", **{"tau": 2.0, "v_threshold": 1.0})
+    ```
+    """
+    if config_name is not None:
+        validation.check_keys(config_name, arguments, NEURON_ARGUMENTS)
+    else:
+        validation.check_keyword_arguments("LIF", arguments, NEURON_ARGUMENTS)
+
+    def named(key):
+        return key if config_name is None else f"{config_name}[{key!r}]"
+
+    checked = {}
+    for key, value in arguments.items():
+        if key == "tau":
+            value = validation.check_number(named(key), value, minimum=1.0)
+        elif key == "v_threshold":
+            value = validation.check_number(
+                named(key), value, minimum=0.0, exclusive_minimum=True
+            )
+        elif key == "v_reset":
+            value = validation.check_number(named(key), value, allow_none=True)
+        elif key in ("decay_input", "detach_reset"):
+            value = validation.check_bool(named(key), value)
+        elif key == "surrogate":
+            value = validation.check_choice(
+                named(key), value, SURROGATES, what="surrogate"
+            )
+        elif key == "alpha":
+            value = validation.check_number(
+                named(key), value, minimum=0.0, exclusive_minimum=True, allow_none=True
+            )
+        checked[key] = value
+    return checked
+
+
+def check_neuron_config(neuron_config, name="neuron_config"):
+    """A `neuron_config` argument (a dict of neuron arguments, or `None`)
+    checked key by key, as a new dict (empty for `None`).
+
+    Example:
+
+    ```python
+    self.neuron_config = check_neuron_config(neuron_config)
+    ```
+    """
+    config = validation.check_keys(name, neuron_config, NEURON_ARGUMENTS, allow_none=True)
+    check_neuron_arguments(name, **config)
+    return config
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -142,22 +207,27 @@ class LIFCell(keras.layers.Layer):
         alpha=None,
         **kwargs,
     ):
+        units = validation.check_integer(
+            "units", units, minimum=1, maximum=MAX_UNITS, allow_none=True
+        )
+        neuron = check_neuron_arguments(
+            tau=tau,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            decay_input=decay_input,
+            detach_reset=detach_reset,
+            surrogate=surrogate,
+            alpha=alpha,
+        )
         super().__init__(**kwargs)
-        if not float(tau) >= 1.0:
-            raise ValueError(f"`tau` must be >= 1, got {tau}.")
-        if not float(v_threshold) > 0.0:
-            raise ValueError(
-                f"`v_threshold` must be > 0, got {v_threshold}. The neuron "
-                "fires when its membrane reaches a positive threshold."
-            )
-        self.units = None if units is None else int(units)
-        self.tau = float(tau)
-        self.v_threshold = float(v_threshold)
-        self.v_reset = None if v_reset is None else float(v_reset)
-        self.decay_input = bool(decay_input)
-        self.detach_reset = bool(detach_reset)
+        self.units = units
+        self.tau = neuron["tau"]
+        self.v_threshold = neuron["v_threshold"]
+        self.v_reset = neuron["v_reset"]
+        self.decay_input = neuron["decay_input"]
+        self.detach_reset = neuron["detach_reset"]
         self.surrogate = surrogate
-        self.alpha = validate_surrogate(surrogate, alpha)
+        self.alpha = validate_surrogate(surrogate, neuron["alpha"])
         self._step = heaviside_with_surrogate(surrogate, self.alpha, self.v_threshold)
 
     @property

@@ -4,6 +4,7 @@ import keras
 
 from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
 from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.layers.lif_cell import check_neuron_config
 
 
 def conv_kernel_initializer():
@@ -22,8 +23,9 @@ class SpikingBlock(keras.layers.Layer):
 
     Args:
         neuron_config: dict of `LIF` arguments shared by every neuron of the
-            block (`tau`, `v_threshold`, `surrogate`, ...); design.md §2.1's
-            defaults when `None`.
+            block (`tau`, `v_threshold`, `surrogate`, ...: the keys of
+            `NEURON_ARGUMENTS`, each checked as `LIF` checks it); design.md
+            §2.1's defaults when `None`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -40,8 +42,9 @@ class SpikingBlock(keras.layers.Layer):
     """
 
     def __init__(self, neuron_config=None, **kwargs):
+        neuron_config = check_neuron_config(neuron_config)
         super().__init__(**kwargs)
-        self.neuron_config = dict(neuron_config or {})
+        self.neuron_config = neuron_config
 
     def neuron(self, name, neuron_class=LIF, **overrides):
         """A neuron with the block's settings, `overrides` replacing some."""

@@ -2,7 +2,20 @@
 
 import keras
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.spiking_block import SpikingBlock
+
+MAX_MLP_RATIO = 1024
+
+
+def check_mlp_ratio(mlp_ratio):
+    """`mlp_ratio` as given (an int stays an int, for the config), after
+    checking that it is a finite number in (0, 1024]; a fraction is allowed:
+    the hidden width is `int(D * mlp_ratio)`."""
+    validation.check_number(
+        "mlp_ratio", mlp_ratio, minimum=0.0, exclusive_minimum=True, maximum=MAX_MLP_RATIO
+    )
+    return mlp_ratio
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -15,7 +28,7 @@ class SpikingMLP(SpikingBlock):
     `mlp_ratio * D`. Layer names mirror the SDT checkpoint (`fc1_conv`, ...).
 
     Args:
-        mlp_ratio: hidden width as a multiple of `D`.
+        mlp_ratio: hidden width as a multiple of `D` (> 0, at most 1024).
         neuron_config: dict of `LIF` arguments; design.md §2.1 defaults when `None`.
         **kwargs: standard layer arguments.
 
@@ -28,6 +41,7 @@ class SpikingMLP(SpikingBlock):
     """
 
     def __init__(self, mlp_ratio=4, neuron_config=None, **kwargs):
+        mlp_ratio = check_mlp_ratio(mlp_ratio)
         super().__init__(neuron_config=neuron_config, **kwargs)
         self.mlp_ratio = mlp_ratio
 

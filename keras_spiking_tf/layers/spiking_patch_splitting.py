@@ -3,7 +3,42 @@
 import keras
 from keras import ops
 
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.lif import MAX_TIME_STEPS
+from keras_spiking_tf.layers.lif_cell import check_neuron_config
 from keras_spiking_tf.layers.spiking_block import SpikingBlock
+
+MAX_HIDDEN_DIM = 1 << 16
+
+
+def check_patch_splitting_arguments(hidden_dim, time_steps, pooling):
+    """`(hidden_dim, time_steps, pooling)` checked: `hidden_dim` an integer
+    in [8, 65536] divisible by 8, `time_steps` in [1, 4096], `pooling` 4
+    characters of '0'/'1'.
+
+    Example:
+
+    ```python
+    check_patch_splitting_arguments(256, 4, "0011")
+    ```
+    """
+    hidden_dim = validation.check_integer(
+        "hidden_dim", hidden_dim, minimum=8, maximum=MAX_HIDDEN_DIM
+    )
+    if hidden_dim % 8:
+        raise validation.invalid("hidden_dim", hidden_dim, "divisible by 8")
+    time_steps = validation.check_integer(
+        "time_steps", time_steps, minimum=1, maximum=MAX_TIME_STEPS
+    )
+    pooling = validation.check_string("pooling", pooling, allow_empty=True)
+    if len(pooling) != 4 or set(pooling) - {"0", "1"}:
+        raise validation.invalid(
+            "pooling",
+            pooling,
+            "4 characters of '0'/'1' (one per SPS stage)",
+            hint="E.g. '0011' for CIFAR, '1111' for ImageNet.",
+        )
+    return hidden_dim, time_steps, pooling
 
 
 def fold_time(x):
@@ -64,8 +99,9 @@ class SpikingPatchSplitting(SpikingBlock):
     `patch_embed.*` keys.
 
     Args:
-        hidden_dim: token width `D` (divisible by 8).
-        time_steps: `T` for image inputs (frame sequences bring their own).
+        hidden_dim: token width `D` (divisible by 8, at most 65536).
+        time_steps: `T` for image inputs (1 to 4096; frame sequences bring
+            their own).
         pooling: the pooling pattern.
         neuron_config: dict of `LIF` arguments; design.md §2.1 defaults when `None`.
         **kwargs: standard layer arguments.
@@ -83,16 +119,13 @@ class SpikingPatchSplitting(SpikingBlock):
     def __init__(
         self, hidden_dim, time_steps=4, pooling="1111", neuron_config=None, **kwargs
     ):
+        hidden_dim, time_steps, pooling = check_patch_splitting_arguments(
+            hidden_dim, time_steps, pooling
+        )
+        check_neuron_config(neuron_config)
         super().__init__(neuron_config=neuron_config, **kwargs)
-        if len(pooling) != 4 or set(pooling) - {"0", "1"}:
-            raise ValueError(
-                f"`pooling` must be 4 characters of '0'/'1' (one per SPS stage), "
-                f"got {pooling!r}; e.g. '0011' for CIFAR, '1111' for ImageNet."
-            )
-        if hidden_dim % 8:
-            raise ValueError(f"`hidden_dim` must be divisible by 8, got {hidden_dim}.")
-        self.hidden_dim = int(hidden_dim)
-        self.time_steps = int(time_steps)
+        self.hidden_dim = hidden_dim
+        self.time_steps = time_steps
         self.pooling = pooling
         suffixes = ("", "1", "2", "3")
         widths = [hidden_dim // 8, hidden_dim // 4, hidden_dim // 2, hidden_dim]

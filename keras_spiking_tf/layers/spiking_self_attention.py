@@ -23,10 +23,33 @@ import dataclasses
 import keras
 from keras import ops
 
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.lif_cell import check_neuron_config
 from keras_spiking_tf.layers.spiking_block import SpikingBlock
 
 ASSOCIATIONS = ("auto", "kv_first", "qk_first")
 ATTENTIONS = {}
+MAX_HEADS = 4096
+
+
+def check_attention_arguments(num_heads, attn_v_threshold, association, erode):
+    """The arguments shared by every attention sub-block, checked and in
+    normal form: `(num_heads, attn_v_threshold, association, erode)`.
+
+    Example:
+
+    ```python
+    num_heads, threshold, association, erode = check_attention_arguments(8, 0.5, "auto", False)
+    ```
+    """
+    return (
+        validation.check_integer("num_heads", num_heads, minimum=1, maximum=MAX_HEADS),
+        validation.check_number(
+            "attn_v_threshold", attn_v_threshold, minimum=0.0, exclusive_minimum=True
+        ),
+        validation.check_choice("association", association, ASSOCIATIONS, what="association"),
+        validation.check_bool("erode", erode),
+    )
 
 
 def register_attention(name):
@@ -42,6 +65,8 @@ def register_attention(name):
     ```
     """
 
+    validation.check_string("name", name)
+
     def register(cls):
         if name in ATTENTIONS and ATTENTIONS[name] is not cls:
             raise ValueError(f"An attention named {name!r} is registered already: {ATTENTIONS[name]}.")
@@ -54,12 +79,13 @@ def register_attention(name):
 
 def get_attention_class(name):
     """The attention class registered as `name` (e.g. `"a2os2a"`)."""
-    try:
-        return ATTENTIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown attention {name!r}; choose one of {sorted(ATTENTIONS)}."
-        ) from None
+    return ATTENTIONS[check_attention_name("name", name)]
+
+
+def check_attention_name(argument, name):
+    """`name`, which must be a registered attention; `argument` is the
+    argument that gave it (`"attention"`, `"name"`), for the message."""
+    return validation.check_choice(argument, name, sorted(ATTENTIONS), what="attention")
 
 
 @dataclasses.dataclass
@@ -136,15 +162,15 @@ class SpikingSelfAttention(SpikingBlock):
         erode=False,
         **kwargs,
     ):
+        num_heads, attn_v_threshold, association, erode = check_attention_arguments(
+            num_heads, attn_v_threshold, association, erode
+        )
+        check_neuron_config(neuron_config)
         super().__init__(neuron_config=neuron_config, **kwargs)
-        if association not in ASSOCIATIONS:
-            raise ValueError(
-                f"Unknown association {association!r}; use one of {ASSOCIATIONS}."
-            )
-        self.num_heads = int(num_heads)
-        self.attn_v_threshold = float(attn_v_threshold)
+        self.num_heads = num_heads
+        self.attn_v_threshold = attn_v_threshold
         self.association = association
-        self.erode = bool(erode)
+        self.erode = erode
 
     def build(self, input_shape):
         if len(input_shape) != 4:

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_spiking_tf import validation
+
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
 from keras_spiking_tf.layers.spiking_self_attention import attention_product
 from keras_spiking_tf.layers.spiking_self_attention import merge_heads
@@ -17,7 +19,7 @@ class SSA(SpikingSelfAttention):
         A = LIF_{V_th=0.5}(scale * Q K^T V)    per head, scale = 0.125
 
     Args:
-        scale: the fixed scaling factor (Spikformer's 0.125).
+        scale: the fixed scaling factor, > 0 (Spikformer's 0.125).
         others: see `SpikingSelfAttention`.
 
     Example:
@@ -29,8 +31,9 @@ class SSA(SpikingSelfAttention):
     """
 
     def __init__(self, scale=0.125, **kwargs):
+        scale = validation.check_number("scale", scale, minimum=0.0, exclusive_minimum=True)
         super().__init__(**kwargs)
-        self.scale = float(scale)
+        self.scale = scale
 
     def build_attention_neurons(self):
         self.q_lif = self.neuron("q_lif")

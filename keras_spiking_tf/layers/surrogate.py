@@ -29,6 +29,8 @@ import math
 
 from keras import ops
 
+from keras_spiking_tf import validation
+
 DEFAULT_ALPHA = {"sigmoid": 4.0, "atan": 2.0, "triangle": 1.0, "rectangle": 1.0}
 SURROGATES = tuple(DEFAULT_ALPHA)
 
@@ -63,22 +65,19 @@ def validate_surrogate(surrogate, alpha):
     """Checks a surrogate name and returns `alpha` (its default if `None`).
 
     Raises:
-        ValueError: unknown name, or `alpha <= 0`.
+        ValueError: unknown name, or `alpha <= 0` (or NaN, infinite).
+        TypeError: a name that is no string, an `alpha` that is no number.
     """
-    if surrogate not in _DERIVATIVES:
-        raise ValueError(
-            f"Unknown surrogate {surrogate!r}. Choose one of {list(SURROGATES)}."
-        )
-    if alpha is None:
-        return DEFAULT_ALPHA[surrogate]
-    alpha = float(alpha)
-    if not alpha > 0:
-        raise ValueError(f"Surrogate `alpha` must be > 0, got {alpha}.")
-    return alpha
+    validation.check_choice("surrogate", surrogate, SURROGATES, what="surrogate")
+    alpha = validation.check_number(
+        "alpha", alpha, minimum=0.0, exclusive_minimum=True, allow_none=True
+    )
+    return DEFAULT_ALPHA[surrogate] if alpha is None else alpha
 
 
 def surrogate_derivative(x, surrogate="sigmoid", alpha=None):
     """The surrogate derivative dS/dx evaluated at `x` (a tensor)."""
+    validation.check_array_like("x", x)
     alpha = validate_surrogate(surrogate, alpha)
     return _DERIVATIVES[surrogate](x, alpha)
 
@@ -95,6 +94,7 @@ def heaviside_with_surrogate(surrogate="sigmoid", alpha=None, threshold=0.0):
             pass over the tensor.
     """
     alpha = validate_surrogate(surrogate, alpha)
+    threshold = validation.check_number("threshold", threshold)
     derivative = _DERIVATIVES[surrogate]
 
     @ops.custom_gradient

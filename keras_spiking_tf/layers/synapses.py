@@ -12,6 +12,41 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.lif_cell import MAX_UNITS
+
+
+def _check_keras_objects(arguments):
+    """Checks the arguments that `keras.layers.Dense` and `Conv2D` share:
+    `activation`, `use_bias` and the initializers, regularizers and
+    constraints (names, config dicts or instances that Keras resolves)."""
+    resolvers = {
+        "initializer": keras.initializers.get,
+        "regularizer": keras.regularizers.get,
+        "constraint": keras.constraints.get,
+    }
+    validation.check_identifier(
+        "activation",
+        arguments["activation"],
+        keras.activations.get,
+        "a Keras activation (e.g. 'relu'), a callable or None",
+    )
+    validation.check_bool("use_bias", arguments["use_bias"])
+    for name, value in arguments.items():
+        kind = name.rsplit("_", 1)[-1]
+        if kind in resolvers:
+            validation.check_identifier(
+                name, value, resolvers[kind],
+                f"a Keras {kind} (a name, config dict or instance) or None",
+            )
+
+
+def _check_pair(name, value, minimum=1):
+    """A Conv2D size argument: an integer or a tuple of 2 integers >= minimum."""
+    if isinstance(value, (list, tuple)):
+        return validation.check_int_tuple(name, value, 2, minimum=minimum, maximum=MAX_UNITS)
+    return validation.check_integer(name, value, minimum=minimum, maximum=MAX_UNITS)
+
 
 class FoldsBatchNorm:
     """Mixin of a synaptic layer `y = x W (+ b)` that can absorb the BatchNorm
@@ -60,7 +95,8 @@ class TokenDense(FoldsBatchNorm, keras.layers.Dense):
     `Dense` on TensorFlow uses `tensordot`, whose shape arithmetic runs at
     run time and splits an exported graph into pieces that the LiteRT CPU
     delegate (XNNPACK) cannot take. The same values. Arguments as
-    `keras.layers.Dense`.
+    `keras.layers.Dense` (`quantization_config` and other Keras layer
+    arguments through `**kwargs`), each checked before the layer is made.
 
     Example:
 
@@ -69,6 +105,32 @@ class TokenDense(FoldsBatchNorm, keras.layers.Dense):
     y = dense(keras.random.normal((2, 4, 16, 32)))   # (2, 4, 16, 64)
     ```
     """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        lora_rank=None,
+        lora_alpha=None,
+        **kwargs,
+    ):
+        arguments = dict(locals())
+        del arguments["self"], arguments["kwargs"], arguments["__class__"]
+        validation.check_integer("units", units, minimum=1, maximum=MAX_UNITS)
+        _check_keras_objects(arguments)
+        validation.check_integer("lora_rank", lora_rank, minimum=1, maximum=MAX_UNITS,
+                                 allow_none=True)
+        validation.check_number("lora_alpha", lora_alpha, minimum=0.0,
+                                exclusive_minimum=True, allow_none=True)
+        super().__init__(**arguments, **kwargs)
 
     def call(self, inputs, training=None):
         if len(inputs.shape) <= 2:
@@ -90,6 +152,39 @@ class SynapticConv2D(FoldsBatchNorm, keras.layers.Conv2D):
     y = conv(keras.random.normal((2, 16, 16, 8)))
     ```
     """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        arguments = dict(locals())
+        del arguments["self"], arguments["kwargs"], arguments["__class__"]
+        validation.check_integer("filters", filters, minimum=1, maximum=MAX_UNITS)
+        for name in ("kernel_size", "strides", "dilation_rate"):
+            _check_pair(name, arguments[name])
+        validation.check_choice("padding", padding, ("valid", "same"))
+        validation.check_choice(
+            "data_format", data_format, ("channels_last", "channels_first"), allow_none=True
+        )
+        validation.check_integer("groups", groups, minimum=1, maximum=MAX_UNITS)
+        _check_keras_objects(arguments)
+        super().__init__(**arguments, **kwargs)
 
     def call(self, inputs):
         return self.add_folded_bias(super().call(inputs))

@@ -4,8 +4,15 @@ import keras
 from keras_hub.models import Backbone
 from keras_hub.src.utils.keras_utils import standardize_data_format
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.encoder_block import SpikingTransformerEncoderBlock
+from keras_spiking_tf.layers.lif_cell import check_neuron_config
+from keras_spiking_tf.layers.spiking_mlp import check_mlp_ratio
+from keras_spiking_tf.layers.spiking_patch_splitting import MAX_HIDDEN_DIM
 from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplitting
+from keras_spiking_tf.layers.spiking_patch_splitting import check_patch_splitting_arguments
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_arguments
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
     verify_weights_file,
 )
@@ -29,6 +36,81 @@ ARCHITECTURE_KEYS = (
     "data_format",
 )
 INPUT_TYPES = ("image", "frames")
+DATA_FORMATS = ("channels_last", "channels_first")
+MAX_LAYERS = 1024
+# Keyword arguments of the backbone besides its architecture (Backbone's own
+# config: `get_config` saves them, `from_config` passes them back).
+MODEL_KEYWORDS = ("name", "trainable")
+
+_DEFAULTS = {
+    "num_heads": 8,
+    "mlp_ratio": 4,
+    "time_steps": 4,
+    "pooling": "1111",
+    "attn_v_threshold": 0.5,
+    "association": "auto",
+    "erode": False,
+}
+
+
+def check_backbone_arguments(**arguments):
+    """Checks backbone arguments (any of `ARCHITECTURE_KEYS`, `dtype`) before
+    anything is built, each as the layer that takes it checks it, and the
+    ones that depend on each other (`hidden_dim` divisible by `num_heads`)
+    when both are given. Used by the backbone itself and by `from_preset`
+    on its overrides (then only the overridden ones are given).
+
+    Raises:
+        TypeError: an unknown argument, a value of a wrong type.
+        ValueError: a value out of range.
+
+    Example:
+
+    ```python
+    check_backbone_arguments(time_steps=8, attention="sdsa")
+    ```
+    """
+    validation.check_keyword_arguments(
+        "SpikingTransformerBackbone", arguments, (*ARCHITECTURE_KEYS, "dtype")
+    )
+    given = dict(arguments)
+    if "num_layers" in given:
+        validation.check_integer("num_layers", given["num_layers"], minimum=1, maximum=MAX_LAYERS)
+    if {"hidden_dim", "time_steps", "pooling"} & set(given):
+        check_patch_splitting_arguments(
+            given.get("hidden_dim", 8),
+            given.get("time_steps", _DEFAULTS["time_steps"]),
+            given.get("pooling", _DEFAULTS["pooling"]),
+        )
+    if {"num_heads", "attn_v_threshold", "association", "erode"} & set(given):
+        check_attention_arguments(
+            *(given.get(key, _DEFAULTS[key])
+              for key in ("num_heads", "attn_v_threshold", "association", "erode"))
+        )
+    if "hidden_dim" in given and "num_heads" in given and given["hidden_dim"] % given["num_heads"]:
+        raise validation.invalid(
+            "hidden_dim",
+            given["hidden_dim"],
+            f"divisible by num_heads={given['num_heads']} (the heads split the width)",
+        )
+    if "mlp_ratio" in given:
+        check_mlp_ratio(given["mlp_ratio"])
+    if "image_shape" in given:
+        validation.check_int_tuple(
+            "image_shape", given["image_shape"], 3, minimum=1, maximum=MAX_HIDDEN_DIM
+        )
+    if "attention" in given:
+        check_attention_name("attention", given["attention"])
+    if "neuron_config" in given:
+        check_neuron_config(given["neuron_config"])
+    if "input_type" in given:
+        validation.check_choice("input_type", given["input_type"], INPUT_TYPES)
+    if "data_format" in given:
+        validation.check_choice(
+            "data_format", given["data_format"], DATA_FORMATS, allow_none=True
+        )
+    if "dtype" in given:
+        validation.check_dtype_policy("dtype", given["dtype"])
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
@@ -45,8 +127,12 @@ class SpikingTransformerBackbone(Backbone):
     `(batch, T, C, H, W)`, as JAX and PyTorch users feed them (the backbone
     transposes them once on entry; the weights are the same either way).
 
+    Every argument is checked (`check_backbone_arguments`) before anything
+    is built: a misspelt keyword or an impossible value is a `TypeError` or
+    `ValueError` naming the argument.
+
     Args:
-        num_layers: encoder blocks `L`.
+        num_layers: encoder blocks `L` (1 to 1024).
         hidden_dim: token width `D` (divisible by 8 and by `num_heads`).
         num_heads: attention heads (8 in every published model).
         mlp_ratio: MLP hidden width as a multiple of `D`.
@@ -100,8 +186,26 @@ class SpikingTransformerBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        if input_type not in INPUT_TYPES:
-            raise ValueError(f"input_type must be one of {INPUT_TYPES}; got {input_type!r}.")
+        check_backbone_arguments(
+            num_layers=num_layers,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            time_steps=time_steps,
+            pooling=pooling,
+            image_shape=image_shape,
+            attention=attention,
+            attn_v_threshold=attn_v_threshold,
+            neuron_config=neuron_config,
+            association=association,
+            erode=erode,
+            input_type=input_type,
+            data_format=data_format,
+            dtype=dtype,
+        )
+        validation.check_keyword_arguments(
+            "SpikingTransformerBackbone", kwargs, (*ARCHITECTURE_KEYS, "dtype", *MODEL_KEYWORDS)
+        )
         neuron_config = dict(neuron_config or {})
         layout = standardize_data_format(data_format)
         # === Layers ===

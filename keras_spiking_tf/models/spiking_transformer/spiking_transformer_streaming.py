@@ -31,8 +31,29 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.layers.lif import explicit_membranes
+
+MAX_BATCH_SIZE = 1 << 20
+
+
+def check_classifier(name, classifier):
+    """`classifier`, which must be a `SpikingTransformerImageClassifier`."""
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier import (  # noqa: E501
+        SpikingTransformerImageClassifier,
+    )
+
+    if not isinstance(classifier, SpikingTransformerImageClassifier):
+        raise validation.invalid(
+            name, classifier, "a SpikingTransformerImageClassifier", error=TypeError
+        )
+    return classifier
+
+
+def check_batch_size(batch_size):
+    """`batch_size`, an integer in [1, 2**20]."""
+    return validation.check_integer("batch_size", batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
 
 
 class SpikingTransformerStepModel(keras.Model):
@@ -61,6 +82,7 @@ class SpikingTransformerStepModel(keras.Model):
     """
 
     def __init__(self, classifier, **kwargs):
+        check_classifier("classifier", classifier)
         super().__init__(**kwargs)
         self.classifier = classifier
         self.neurons = [
@@ -85,9 +107,54 @@ class SpikingTransformerStepModel(keras.Model):
 
     def initial_state(self, batch_size):
         """The state before the first step: zeros."""
+        batch_size = check_batch_size(batch_size)
         return [np.zeros((batch_size, *shape), "float32") for shape in self.state_shapes()]
 
+    def check_inputs(self, inputs):
+        """Checks `[frame, *state]` before a step: a list of `1 +
+        len(state_shapes())` tensors, each state of a floating-point dtype
+        and of its shape (`state_shapes()`, after the batch axis), the frame
+        of `frame_shape`. Messages name the state by its index and, for a
+        membrane, its neuron's path.
+
+        Raises:
+            TypeError: not a list, a state of another dtype.
+            ValueError: a missing or extra state, a shape that differs.
+        """
+        shapes = self.state_shapes()
+        if not isinstance(inputs, (list, tuple)):
+            raise validation.invalid(
+                "inputs", inputs, f"a list [frame, *state] of {1 + len(shapes)} tensors",
+                error=TypeError,
+            )
+        if len(inputs) != 1 + len(shapes):
+            raise ValueError(
+                f"`inputs` must be [frame, *state] with {len(shapes)} state tensors "
+                f"(one membrane per neuron, then the logit sum and the step count: "
+                f"`initial_state(batch_size)`); got {len(inputs) - 1} state tensors."
+            )
+        names = [f"membrane of {n.path}" for n in self.neurons] + ["logit sum", "step count"]
+        expected = [self.frame_shape, *shapes]
+        labels = ["frame"] + [f"state[{i}] ({names[i]})" for i in range(len(shapes))]
+        for label, tensor, shape in zip(labels, inputs, expected):
+            if not hasattr(tensor, "shape") or not hasattr(tensor, "dtype"):
+                raise validation.invalid(label, tensor, "a tensor or array", error=TypeError)
+            dtype = keras.backend.standardize_dtype(tensor.dtype)
+            if label != "frame" and not dtype.startswith(("float", "bfloat")):
+                raise TypeError(
+                    f"`{label}` must be a floating-point tensor; got dtype {dtype}."
+                )
+            given = tuple(tensor.shape)
+            if len(given) != len(shape) + 1 or any(
+                g is not None and g != e for g, e in zip(given[1:], shape)
+            ):
+                raise ValueError(
+                    f"`{label}` must have shape (batch, {', '.join(map(str, shape))}"
+                    f"{',' if len(shape) == 1 else ''}); got {given}."
+                )
+
     def call(self, inputs):
+        self.check_inputs(inputs)
         frame, *state = inputs
         membranes, logit_sum, count = state[:-2], state[-2], state[-1]
         with explicit_membranes(dict(zip(self.neurons, membranes))) as final:
@@ -137,6 +204,9 @@ def running_logits(classifier, x, batch_size=64):
     `x` is what `predict` takes: raw images (the preprocessor is applied)
     or frame sequences `(batch, T, ...)`.
     """
+    check_classifier("classifier", classifier)
+    validation.check_array_like("x", x)
+    batch_size = check_batch_size(batch_size)
     classifier.check_images(x)
     step = SpikingTransformerStepModel(classifier)
     frames = classifier.backbone.input_type == "frames"
@@ -164,11 +234,16 @@ def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     Args:
         classifier: a `SpikingTransformerImageClassifier` (logits out).
         x: raw images or frame sequences, as `predict` takes them.
-        threshold: the exit probability; `1.0` (or more) never exits early.
-        batch_size: samples per step call.
+        threshold: the exit probability, a finite number >= 0; `1.0` (or
+            more) never exits early.
+        batch_size: samples per step call (>= 1).
 
     Returns:
         An `AnytimePrediction`.
+
+    Raises:
+        TypeError, ValueError: an argument of a wrong type or value (checked
+            before anything is computed).
 
     Example:
 
@@ -177,6 +252,10 @@ def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     np.mean(result.steps), np.mean(result.labels == labels)
     ```
     """
+    check_classifier("classifier", classifier)
+    validation.check_array_like("x", x)
+    threshold = validation.check_number("threshold", threshold, minimum=0.0)
+    batch_size = check_batch_size(batch_size)
     per_step = running_logits(classifier, x, batch_size)
     if classifier.activation == "softmax":
         probabilities = per_step
