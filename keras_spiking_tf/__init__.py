@@ -9,16 +9,18 @@ logits = model.predict(images)            # raw 0..255 images, NHWC
 ```
 """
 
-from keras_spiking_tf.cli.startup import quiet_tensorflow_start_for_tools
+from keras_spiking_tf.cli.startup import quiet_tensorflow_start
 
-# Importing the layers imports Keras and TensorFlow; only in our command-line
-# tools are TensorFlow's native start-up lines kept off the console.
-with quiet_tensorflow_start_for_tools():
+# Importing the layers imports Keras and TensorFlow, whose native start-up
+# lines are kept off the console (cli/startup.py; KST_TF_LOGS=1 shows them).
+with quiet_tensorflow_start():
     from keras_spiking_tf import layers
     from keras_spiking_tf import models
     from keras_spiking_tf.edge_export import export
     from keras_spiking_tf.edge_export import load_exported
     from keras_spiking_tf.inference_graph import optimize_for_inference
+    from keras_spiking_tf.input_checks import InputWarning
+    from keras_spiking_tf.input_checks import set_strict_inputs
     from keras_spiking_tf.models.spiking_transformer import from_preset
     from keras_spiking_tf.models.spiking_transformer import list_presets
     from keras_spiking_tf.models.spiking_transformer import predict_anytime

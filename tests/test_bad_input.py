@@ -3,6 +3,7 @@ is done and with nothing written: images `predict` cannot take, broken or
 missing presets, unreachable hubs, int8 export without calibration data."""
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,56 @@ def test_predict_on_an_empty_batch(digits_model):
 def test_predict_on_non_numeric_images(digits_model, images):
     with pytest.raises(TypeError, match=f"numeric images .* dtype {images.dtype}.*Decode image files"):
         digits_model.predict(images, verbose=0)
+
+
+# --- layouts: the error says which reshaping fixes the batch, verified --------------
+
+
+def suggested_fix(message):
+    """The code between backticks in an error message, e.g. `x[..., None]`."""
+    found = re.findall(r"`([^`]+)`", message)
+    assert len(found) == 1, message
+    return found[0]
+
+
+@pytest.mark.parametrize("layout, shape, code", [
+    ("channels_last", (2, 1, 16, 16), "np.transpose(x, (0, 2, 3, 1))"),  # NCHW into NHWC
+    ("channels_last", (2, 16, 16), "x[..., None]"),                     # no channel axis
+    ("channels_last", (16, 16, 1), "x[None]"),                          # one image
+    ("channels_first", (2, 16, 16, 1), "np.transpose(x, (0, 3, 1, 2))"),  # NHWC into NCHW
+    ("channels_first", (2, 16, 16), "x[:, None]"),
+])
+def test_layout_errors_suggest_a_reshaping_that_works(digits_model, layout, shape, code):
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format(layout)  # the preprocessor's layout too
+    try:
+        model = digits_model
+        if layout == "channels_first":
+            model = keras_spiking_tf.from_preset("st_2_64_digits")
+            assert model.backbone.image_layout == "channels_first"
+        check_layout_hint(model, shape, code)
+    finally:
+        keras.config.set_image_data_format(previous)
+
+
+def check_layout_hint(model, shape, code):
+    expected = tuple(model.backbone.input.shape[1:])
+    images = np.random.default_rng(0).integers(0, 256, shape).astype("uint8")
+    with pytest.raises(ValueError, match=r"Expected .* for x, got shape") as raised:
+        model.predict(images, verbose=0)
+    assert suggested_fix(str(raised.value)) == code
+    fixed = eval(code, {"np": np, "x": images})
+    # Independently of the message: the reshaped batch has the model's
+    # input shape, holds the same pixels, and predict takes it.
+    assert fixed.shape[1:] == expected
+    assert sorted(fixed.ravel().tolist()) == sorted(images.ravel().tolist())
+    assert model.predict(fixed, verbose=0).shape == (fixed.shape[0], 10)
+
+
+def test_no_reshaping_is_suggested_when_none_works(digits_model):
+    with pytest.raises(ValueError, match=r"Expected 1-channel images.*\(2, 16, 16, 2\)\. "
+                                         r"Convert them to 1 channel\.$"):
+        digits_model.predict(np.zeros((2, 16, 16, 2), "uint8"), verbose=0)
 
 
 # --- presets -----------------------------------------------------------------

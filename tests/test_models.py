@@ -469,7 +469,7 @@ def test_predict_rejects_wrong_channels(trained):
 
 
 def test_predict_rejects_unbatched_image(trained):
-    with pytest.raises(ValueError, match=r"\(batch, H, W, C\).*images\[None\]"):
+    with pytest.raises(ValueError, match=r"\(batch, H, W, C\).*single image without a batch axis: `x\[None\]`"):
         trained.model.predict(np.zeros((16, 16, 3), "float32"), verbose=0)
 
 

@@ -1,6 +1,7 @@
 """Which products of a network need a multiplier (the paper's central claim)."""
 
 from keras_spiking_tf.analysis.operations import network_products
+from keras_spiking_tf.input_checks import check_call_inputs
 
 
 def addition_only_audit(model, images):
@@ -13,8 +14,9 @@ def addition_only_audit(model, images):
 
     Args:
         model: a classifier or backbone built from this package's layers.
-        images: a batch of `call` inputs; operand kinds are read off the
-            values of this forward pass.
+        images: a batch of `call` inputs (preprocessed images); operand
+            kinds are read off the values of this forward pass. Raw-looking
+            pixels get an `InputWarning` (`input_checks.check_call_inputs`).
 
     Returns:
         A list of dicts with `layer`, `operation`, `operands`, `input_kind`,
@@ -27,6 +29,7 @@ def addition_only_audit(model, images):
     # ['patch_embed/proj_conv']  (the first conv sees real pixels)
     ```
     """
+    check_call_inputs(model, images, "addition_only_audit()")
     products, _ = network_products(model, images)
     return [
         {

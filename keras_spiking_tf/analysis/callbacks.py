@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_spiking_tf.analysis.firing_rates import firing_rates
+from keras_spiking_tf.analysis.firing_rates import unchecked_firing_rates
+from keras_spiking_tf.input_checks import check_call_inputs
 
 
 class FiringRateMonitor(keras.callbacks.Callback):
@@ -16,7 +17,9 @@ class FiringRateMonitor(keras.callbacks.Callback):
     `log_dir` is given (TensorFlow backend).
 
     Args:
-        images: a batch of `call` inputs (preprocessed images).
+        images: a batch of `call` inputs (preprocessed images); checked
+            when training starts (`input_checks.check_call_inputs`: an
+            `InputWarning` for raw-looking pixels).
         log_dir: optional TensorBoard directory.
 
     Example:
@@ -35,8 +38,12 @@ class FiringRateMonitor(keras.callbacks.Callback):
         self.history = []
         self._writer = None
 
+    def set_model(self, model):
+        super().set_model(model)
+        check_call_inputs(model, self.images, "FiringRateMonitor()", stacklevel=4)
+
     def on_epoch_end(self, epoch, logs=None):
-        rates = firing_rates(self.model, self.images)
+        rates = unchecked_firing_rates(self.model, self.images)
         entry = {name: value["mean"] for name, value in rates["layers"].items()}
         entry["mean"] = rates["mean"]
         self.history.append(entry)

@@ -15,6 +15,7 @@ the neurons' own updates are not counted, as in SDT and the paper.
 import dataclasses
 
 from keras_spiking_tf.analysis.operations import network_products
+from keras_spiking_tf.input_checks import check_call_inputs
 
 
 @dataclasses.dataclass
@@ -59,7 +60,9 @@ def energy_report(model, images, e_mac_pj=4.6, e_ac_pj=0.9):
     Args:
         model: a classifier or backbone built from this package's layers.
         images: a batch of `call` inputs (preprocessed images); firing rates
-            are averaged over it.
+            are averaged over it. Raw-looking pixels (integers, or values
+            beyond what the model's normalisation reaches) get an
+            `InputWarning` (`input_checks.check_call_inputs`).
         e_mac_pj, e_ac_pj: energy of one multiply-accumulate / accumulate.
 
     Example:
@@ -69,6 +72,11 @@ def energy_report(model, images, e_mac_pj=4.6, e_ac_pj=0.9):
     print(report.table()); report.energy_mj
     ```
     """
+    check_call_inputs(model, images, "energy_report()")
+    return _energy_report(model, images, e_mac_pj, e_ac_pj)
+
+
+def _energy_report(model, images, e_mac_pj=4.6, e_ac_pj=0.9):
     products, time_steps = network_products(model, images)
     rows = []
     for product in products:
@@ -99,7 +107,8 @@ def energy_summary(model, images, description):
     """The energy figures a preset's metadata and model card record:
     `energy_mj`, `macs`, `sops` (per image), `time_steps`,
     `mean_firing_rate` (over every neuron) and `images` (`description`,
-    what the figures were averaged over).
+    what the figures were averaged over). `images` are `call` inputs, checked
+    as in `energy_report`.
 
     Example:
 
@@ -107,14 +116,15 @@ def energy_summary(model, images, description):
     energy_summary(model, model.preprocessor(x_val[:32]), "32 validation images")
     ```
     """
-    from keras_spiking_tf.analysis.firing_rates import firing_rates
+    from keras_spiking_tf.analysis.firing_rates import unchecked_firing_rates
 
-    report = energy_report(model, images)
+    check_call_inputs(model, images, "energy_summary()")
+    report = _energy_report(model, images)
     return {
         "energy_mj": report.energy_mj,
         "macs": report.macs,
         "sops": report.sops,
         "time_steps": report.time_steps,
-        "mean_firing_rate": firing_rates(model, images)["mean"],
+        "mean_firing_rate": unchecked_firing_rates(model, images)["mean"],
         "images": description,
     }

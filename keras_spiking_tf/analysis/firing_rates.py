@@ -5,7 +5,8 @@ import numpy as np
 
 from keras_spiking_tf.analysis.recording import firing_rate
 from keras_spiking_tf.analysis.recording import is_ternary_neuron
-from keras_spiking_tf.analysis.recording import record_forward
+from keras_spiking_tf.analysis.recording import recorded_forward
+from keras_spiking_tf.input_checks import check_call_inputs
 
 
 def firing_rates(model, images):
@@ -14,7 +15,8 @@ def firing_rates(model, images):
     Args:
         model: any model built from this package's layers (a classifier or
             a backbone).
-        images: a batch of `call` inputs (preprocessed images).
+        images: a batch of `call` inputs (preprocessed images); raw-looking
+            pixels get an `InputWarning` (`input_checks.check_call_inputs`).
 
     Returns:
         `{"layers": {path: {"per_step": [r_0, ..., r_T-1], "mean": r,
@@ -28,7 +30,13 @@ def firing_rates(model, images):
     rates["layers"]["block_0/attn/q_lif"]["mean"]
     ```
     """
-    _, records = record_forward(model, images)
+    check_call_inputs(model, images, "firing_rates()")
+    return unchecked_firing_rates(model, images)
+
+
+def unchecked_firing_rates(model, images):
+    """`firing_rates` without the input check."""
+    _, records = recorded_forward(model, images)
     layers = {}
     for record in records:
         if record.kind != "neuron":
@@ -52,7 +60,11 @@ def calibrate_batch_norm(model, images):
     SNN papers report random-init firing rates after estimating BN
     statistics on data (design.md §8). One training-mode pass with momentum 0
     does that; weights are untouched.
+
+    `images` are `call` inputs (preprocessed images); raw-looking pixels
+    get an `InputWarning` (`input_checks.check_call_inputs`).
     """
+    check_call_inputs(model, images, "calibrate_batch_norm()")
     layers = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)

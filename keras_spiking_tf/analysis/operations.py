@@ -13,7 +13,7 @@ import math
 from keras_spiking_tf.analysis.recording import attention_layers
 from keras_spiking_tf.analysis.recording import firing_rate
 from keras_spiking_tf.analysis.recording import operand_kind
-from keras_spiking_tf.analysis.recording import record_forward
+from keras_spiking_tf.analysis.recording import recorded_forward
 
 
 @dataclasses.dataclass
@@ -99,8 +99,10 @@ def _attention_products(model, records):
 
 def network_products(model, images):
     """All products of `model` on `images`, in execution order (attention
-    products after the weight layers), and the model's `T`."""
-    _, records = record_forward(model, images)
+    products after the weight layers), and the model's `T`. `images` are
+    `call` inputs; they are not checked here (the public analysis
+    functions check theirs)."""
+    _, records = recorded_forward(model, images)
     backbone = getattr(model, "backbone", model)
     time_steps = backbone.time_steps
     return _weight_products(records) + _attention_products(model, records), time_steps

@@ -13,6 +13,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_spiking_tf.input_checks import check_call_inputs
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.layers.lif import TernaryLIF
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
@@ -81,8 +82,16 @@ def _wrapped_calls(model, records):
 def record_forward(model, images):
     """Runs `model(images)` eagerly; returns `(outputs, [Record, ...])`.
 
-    `images` are the model's `call` inputs (preprocessed for a classifier).
+    `images` are the model's `call` inputs (preprocessed for a classifier);
+    raw-looking pixels get an `InputWarning` (`input_checks.check_call_inputs`).
     """
+    check_call_inputs(model, images, "record_forward()")
+    return recorded_forward(model, images)
+
+
+def recorded_forward(model, images):
+    """`record_forward` without the input check (for the analysis
+    functions, which check their inputs themselves)."""
     records = []
     with _wrapped_calls(model, records):
         outputs = model(images, training=False)

@@ -9,7 +9,10 @@ from keras import ops
 from keras_hub.models import ImageClassifier
 from keras_hub.models import Task
 
+from keras_spiking_tf import input_checks
 from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.models.input_adaptation import adapt_channel_values
+from keras_spiking_tf.models.input_adaptation import transfer_weights
 from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     ARCHITECTURE_KEYS,
@@ -156,6 +159,9 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 backbone arguments to override (`time_steps`, `attention`,
                 `num_layers`, `neuron_config`, ...: every key of
                 `ARCHITECTURE_KEYS`); other task arguments (`activation`).
+                Any other keyword is a `TypeError` (with close names
+                suggested), and every value is checked (as the backbone
+                checks it) before anything is read or built.
 
         Example:
 
@@ -168,6 +174,53 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             raise TypeError(
                 "preset must be a preset name, a directory or a hub handle (a string); "
                 f"got {type(preset).__name__}."
+            )
+        # Every argument is checked before anything is read or built: an
+        # unknown keyword (close names suggested), then each value as the
+        # backbone and the classifier check it.
+        import inspect
+
+        from keras_spiking_tf import validation
+        from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+            check_backbone_arguments,
+        )
+
+        task_arguments = [
+            name for name in inspect.signature(cls.__init__).parameters
+            if name not in ("self", "backbone", "num_classes", "args", "kwargs")
+        ]
+        validation.check_keyword_arguments(
+            "from_preset", kwargs,
+            ("load_weights", "num_classes", "dtype", "name", *task_arguments, *ARCHITECTURE_KEYS),
+        )
+        validation.check_bool("load_weights", load_weights)
+        validation.check_integer(
+            "num_classes", num_classes, minimum=1, maximum=1 << 20, allow_none=True
+        )
+        check_backbone_arguments(**{k: v for k, v in kwargs.items() if k in ARCHITECTURE_KEYS})
+        validation.check_dtype_policy("dtype", kwargs.get("dtype"))
+        validation.check_dtype_policy("head_dtype", kwargs.get("head_dtype"))
+        validation.check_string("name", kwargs.get("name"), allow_none=True)
+        validation.check_identifier(
+            "activation", kwargs.get("activation"), keras.activations.get,
+            "a Keras activation (e.g. 'softmax'), a callable or None",
+        )
+        class_names = kwargs.get("class_names")
+        if class_names is not None and (
+            not isinstance(class_names, (list, tuple))
+            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in class_names)
+        ):
+            raise validation.invalid(
+                "class_names", class_names, "a list of names (strings) or None", error=TypeError
+            )
+        if class_names is not None and not class_names:
+            raise validation.invalid("class_names", class_names, "one name per class, or None")
+        if kwargs.get("preprocessor") is not None and not isinstance(
+            kwargs["preprocessor"], cls.preprocessor_cls
+        ):
+            raise validation.invalid(
+                "preprocessor", kwargs["preprocessor"],
+                f"a {cls.preprocessor_cls.__name__} or None", error=TypeError,
             )
         preset = resolve_preset(os.fspath(preset), load_weights)
         overrides = {k: kwargs.pop(k) for k in ARCHITECTURE_KEYS if k in kwargs}
@@ -182,8 +235,6 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             model = super().from_preset(
                 preset, load_weights=load_weights and not overrides, **kwargs
             )
-            if overrides:
-                model = _with_backbone_overrides(preset, model, overrides, load_weights)
         except (OSError, ConnectionError) as error:
             raise files.hub_error(preset, error) from error
         except files.DamagedPresetError:
@@ -194,7 +245,12 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             raise type(error)(
                 f"Could not build preset '{preset}' from its config files: {error}"
             ) from error
-        return model
+        if not overrides:
+            return model
+        try:  # the overrides' own errors (a bad value, weights that do not fit) as they are
+            return _with_backbone_overrides(preset, model, overrides, load_weights)
+        except (OSError, ConnectionError) as error:
+            raise files.hub_error(preset, error) from error
 
     def save_to_preset(self, preset_dir, max_shard_size=10, metadata=None):
         """Saves the classifier as a KerasHub preset directory, atomically.
@@ -297,18 +353,88 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         return keras.Model(self.inputs, self.output_dense.output, name=f"{self.name}_per_step")
 
     def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict`, with array inputs checked first."""
+        """`keras.Model.predict`, with array inputs checked first
+        (`check_images`: errors for what cannot work, an `InputWarning` for
+        what is probably wrong, e.g. images in [0, 1])."""
         if isinstance(x, np.ndarray) or ops.is_tensor(x):
-            self.check_images(x)
+            self.check_images(x, receiver="predict()")
             if self.backbone.input_type == "frames" and not keras.backend.is_float_dtype(
                 keras.backend.standardize_dtype(x.dtype)
             ):
                 x = ops.cast(x, "float32")  # event counts
         return super().predict(x, *args, **kwargs)
 
-    def check_images(self, images):
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None,
+            validation_data=None, validation_split=None, **kwargs):
+        """`keras.Model.fit` on raw images, array inputs shuffled as Keras
+        shuffles them.
+
+        Array inputs (NumPy arrays or tensors; also `validation_data`'s
+        images) are checked first (`check_images`), then, as
+        `keras.Model.fit` does with arrays:
+        `validation_split` holds out the last fraction of `x`/`y` (before
+        any shuffling), and with `shuffle=True` (the default) the training
+        examples are reshuffled before every epoch (`"batch"` shuffles
+        within batches; `False` keeps their order). KerasHub's own array
+        path batches arrays in order and leaves `shuffle` unused, so
+        class-sorted arrays trained one class after another. The batches
+        come from a `tf.data` pipeline of shuffled indices (no copy of the
+        data in a shuffle buffer), on every backend; its shuffles follow
+        `keras.utils.set_random_seed`.
+
+        A `tf.data.Dataset` (or other dataset) is passed on as it is: it is
+        expected to be shuffled already, and its images are not checked
+        (that would run the pipeline one extra time).
+        """
+        if not _is_array(x):
+            return super().fit(x, y, batch_size, sample_weight, validation_data,
+                               validation_split, **kwargs)
+        self.check_images(x, receiver="fit()")
+        shuffle = kwargs.pop("shuffle", True)
+        if shuffle not in (True, False, "batch"):
+            raise ValueError(f"shuffle must be True, False or 'batch'; got {shuffle!r}.")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
+        arrays = [None if a is None else _to_numpy(a) for a in (x, y, sample_weight)]
+        if validation_split and validation_data is None:
+            arrays, validation_data = _hold_out(arrays, validation_split)
+        elif isinstance(validation_data, (tuple, list)) and validation_data and _is_array(
+            validation_data[0]
+        ):
+            self.check_images(validation_data[0], receiver="fit() (validation_data)")
+        return super().fit(
+            _array_batches(arrays, batch_size or 32, shuffle),
+            validation_data=validation_data,
+            shuffle=False,  # the batches are shuffled already; Keras would warn
+            **kwargs,
+        )
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        """`keras.Model.evaluate` on raw images, array inputs checked first
+        (`check_images`); datasets are not checked."""
+        if _is_array(x) and not kwargs.get("_use_cached_eval_dataset", False):
+            self.check_images(x, receiver="evaluate()")
+        return super().evaluate(x, y, batch_size, sample_weight, **kwargs)
+
+    def check_images(self, images, receiver=None):
         """Raises a clear error for images (or frame sequences) this
-        classifier cannot take."""
+        classifier cannot take, with the reshaping that fixes their layout
+        when there is one (`input_checks.layout_fix`: verified to give the
+        expected shape); then warns (`InputWarning`, an `InputError` under
+        `keras_spiking_tf.set_strict_inputs(True)`) when their values are
+        probably wrong: with a preprocessor, images that do not look like
+        raw 0..255 pixels (floats in [0, 1] or [-1, 1], already normalised
+        images); without one, raw-looking pixels where normalised floats
+        are expected. Frame sequences (event counts) get no value check.
+
+        Args:
+            images: the batch, as `predict` takes it (`x`).
+            receiver: who takes it, for messages (e.g. `"fit()"`).
+        """
+        receiver = receiver or "this classifier (predict, fit, evaluate, predict_anytime)"
         shape = tuple(images.shape)
         backbone = self.backbone
         height, width, channels = backbone.image_shape
@@ -331,13 +457,21 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 "for p in paths])."
             )
         rank = 5 if frames else 4
+        per_sample = (channels, height, width) if channels_first else (height, width, channels)
+        expected = (None, backbone.time_steps, *per_sample) if frames else (None, *per_sample)
+        any_size = (channels, None, None) if channels_first else (None, None, channels)
+        resized = not frames and self.preprocessor is not None  # any height and width
+        fix = input_checks.layout_fix(
+            shape, expected, fixed_axes=2 if frames else 1, channels_first=channels_first,
+            loose_expected=(None, *any_size) if resized else None,
+        )
+        hint = f"{str(fix)[:1].upper()}{str(fix)[1:]}." if fix is not None else ""
         if len(shape) != rank:
-            hint = (
-                "A single image is not a frame sequence: this preset takes event-camera frames."
-                if frames and len(shape) == 4
-                else f"Add a batch axis for a single input: {'frames' if frames else 'images'}[None]."
+            if fix is None and frames and len(shape) == 4:
+                hint = "A single image is not a frame sequence: this preset takes event-camera frames."
+            raise ValueError(
+                f"Expected a batch of {what} shaped {layout} for x, got shape {shape}. {hint}".rstrip()
             )
-            raise ValueError(f"Expected a batch of {what} shaped {layout}, got shape {shape}. {hint}")
         if shape[0] == 0:
             raise ValueError(f"Got an empty batch of {what} (shape {shape}); pass at least one.")
         if frames and shape[1] != backbone.time_steps:
@@ -350,13 +484,10 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         spatial = per_frame[1:] if channels_first else per_frame[:2]
         got_channels = per_frame[0] if channels_first else per_frame[-1]
         if got_channels != channels:
-            other = "(0, 2, 3, 1)" if channels_first else "(0, 3, 1, 2)"
-            if frames:
-                other = "(0, 1, 3, 4, 2)" if channels_first else "(0, 1, 4, 2, 3)"
             raise ValueError(
                 f"Expected {channels}-channel {what} shaped {layout} (data_format="
-                f"'{backbone.image_layout}'), got shape {shape}. Convert them, or transpose "
-                f"them with np.transpose(x, {other})."
+                f"'{backbone.image_layout}') for x, got shape {shape}. "
+                + (hint or f"Convert them to {channels} channel{'s' if channels != 1 else ''}.")
             )
         if self.preprocessor is None:
             if tuple(spatial) != (height, width):
@@ -378,6 +509,88 @@ class SpikingTransformerImageClassifier(ImageClassifier):
                 f"The {what} contain NaN or infinite values; clean the input "
                 "(e.g. np.nan_to_num) before predicting."
             )
+        if frames:
+            return  # event counts: any non-negative value is legitimate
+        if self.preprocessor is not None:
+            input_checks.check_raw_pixels(
+                images, receiver, "x", stacklevel=3,
+                space=input_checks.space_of_converter(
+                    self.preprocessor.image_converter, "normalised"),
+            )
+        else:
+            input_checks.check_normalised(
+                images, receiver, "x", stacklevel=3,
+                fix="normalise them (e.g. with the preset's preprocessor: "
+                "keras_spiking_tf.from_preset(...).preprocessor(x)), or attach that preprocessor",
+            )
+
+
+def _is_array(x):
+    """Whether `x` is one array or tensor (of any framework), not a
+    dataset, generator or structure."""
+    if isinstance(x, np.ndarray) or ops.is_tensor(x):
+        return True
+    return hasattr(x, "shape") and hasattr(x, "__array__") and hasattr(x, "dtype")
+
+
+def _to_numpy(x):
+    if isinstance(x, np.ndarray):
+        return x
+    if ops.is_tensor(x):
+        return ops.convert_to_numpy(x)
+    if hasattr(x, "detach"):  # a torch tensor under another backend
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _hold_out(arrays, validation_split):
+    """`keras.Model.fit`'s `validation_split` on `[x, y, sample_weight]`:
+    the last fraction, taken before shuffling."""
+    if isinstance(validation_split, bool) or not 0 < validation_split < 1:
+        raise ValueError(
+            f"validation_split must be a fraction between 0 and 1 (exclusive); "
+            f"got {validation_split!r}."
+        )
+    count = len(arrays[0])
+    split_at = int(np.floor(count * (1.0 - validation_split)))
+    if split_at in (0, count):
+        raise ValueError(
+            f"validation_split={validation_split} of {count} examples leaves "
+            f"{split_at} for training and {count - split_at} for validation; "
+            "pass more examples or another fraction."
+        )
+    train = [None if a is None else a[:split_at] for a in arrays]
+    held_out = tuple(a[split_at:] for a in arrays if a is not None)
+    return train, held_out
+
+
+def _array_batches(arrays, batch_size, shuffle):
+    """A `tf.data.Dataset` of `(x, y, sample_weight)` batches of `arrays`,
+    reshuffled on every pass when `shuffle` is `True` (as Keras' array
+    adapter: indices are shuffled, then gathered), each batch shuffled in
+    itself when it is `"batch"`, in order when `False`."""
+    import tensorflow as tf
+
+    x, y, sample_weight = arrays
+    count = len(x)
+    for name, array in (("y", y), ("sample_weight", sample_weight)):
+        if array is not None and len(array) != count:
+            raise ValueError(
+                f"x has {count} examples but {name} has {len(array)}; pass one per image."
+            )
+    data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+    indices = tf.data.Dataset.range(count)
+    if shuffle is True:
+        indices = indices.shuffle(count, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    if shuffle == "batch":
+        indices = indices.map(tf.random.shuffle)
+    batches = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(data).repeat()))
+    return batches.map(
+        lambda index, data: tf.nest.map_structure(lambda a: tf.gather(a, index), data),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
 
 def _saved_dtype_policy(preset):
     """The mixed dtype policy name a preset was saved with, else None."""
@@ -389,12 +602,22 @@ def _saved_dtype_policy(preset):
 def _with_backbone_overrides(preset, model, overrides, load_weights):
     """`model` rebuilt with backbone arguments changed (e.g. `time_steps`,
     `attention`: neither changes a weight's shape), then the preset's weights
-    loaded into it."""
-    config = {**model.backbone.get_config(), **overrides}
+    loaded into it.
+
+    An `image_shape` override also resizes the preprocessor to the new size;
+    one with other channels adapts the first convolution's kernel and the
+    normalisation to them (`input_adaptation.py`)."""
+    preset_config = model.backbone.get_config()
+    config = {**preset_config, **overrides}
+    preprocessor = model.preprocessor
+    old_shape = tuple(preset_config["image_shape"])
+    new_shape = tuple(config["image_shape"])
+    if preprocessor is not None and new_shape != old_shape:
+        preprocessor = _preprocessor_for(preprocessor, new_shape)
     rebuilt = SpikingTransformerImageClassifier(
         backbone=SpikingTransformerBackbone.from_config(config),
         num_classes=model.num_classes,
-        preprocessor=model.preprocessor,
+        preprocessor=preprocessor,
         activation=model.activation,
         head_dtype=model.head_dtype,
         class_names=model.class_names,
@@ -402,8 +625,28 @@ def _with_backbone_overrides(preset, model, overrides, load_weights):
     if load_weights:
         from keras_hub.src.utils.preset_utils import get_file
 
-        rebuilt.backbone.load_weights(get_file(preset, "model.weights.h5"))
+        # The weights load into the preset's own architecture, then move
+        # over: a shape that an override changed is a one-line error, and
+        # other input channels are adapted.
+        source = SpikingTransformerBackbone.from_config(preset_config)
+        source.load_weights(get_file(preset, "model.weights.h5"))
+        name = os.path.basename(os.path.normpath(preset))
+        transfer_weights(source, rebuilt.backbone, f"preset '{name}'")
         task = files.read_preset_json(preset, "task.json")
         if model.num_classes == task["config"]["num_classes"]:
             rebuilt.load_task_weights(get_file(preset, "task.weights.h5"))
     return rebuilt
+
+
+def _preprocessor_for(preprocessor, image_shape):
+    """A copy of `preprocessor` that resizes to `image_shape[:2]` and
+    normalises `image_shape[-1]` channels."""
+    converter = preprocessor.image_converter
+    config = converter.get_config()
+    channels = image_shape[-1]
+    config.update(
+        image_size=tuple(image_shape[:2]),
+        scale=adapt_channel_values(config.get("scale"), channels),
+        offset=adapt_channel_values(config.get("offset"), channels),
+    )
+    return type(preprocessor)(image_converter=type(converter).from_config(config))
