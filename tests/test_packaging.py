@@ -86,7 +86,7 @@ def test_installed_package_has_its_recipes_and_presets():
     """Run against the installed copy (under tests/run.sh): what a user's
     `pip install .` gives must read its own data files."""
     assert builtin_recipes() == ["cifar", "cifar10_dvs", "digits", "dvs_gesture_t10",
-                                 "dvs_gesture_t16", "event_digits", "imagenet", "nmnist"]
+                                 "dvs_gesture_t16", "event_digits", "finetune", "imagenet", "nmnist"]
     assert load_recipe("digits").epochs == 30
     presets = keras_spiking_tf.list_presets()
     assert len(presets) == 38 and presets["st_2_64_digits"]["weights_available"]

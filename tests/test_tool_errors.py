@@ -1,6 +1,7 @@
-"""Out-of-memory errors in the command-line tools (`keras_spiking_tf/cli/tool.py`):
-one `error:` line naming the flags that lower memory, exit status 1, no
-traceback; usage errors keep exit status 2.
+"""Errors in the command-line tools (`keras_spiking_tf/cli/tool.py`): out of
+memory is one `error:` line naming the flags that lower memory, exit status
+1; any other failure one line naming the exception, exit status 1, its
+traceback in a log file the line names; usage errors exit status 2.
 
 The out-of-memory errors are injected: a function inside the tool is
 replaced (in the tool's own process) by one raising what the runtime raises
@@ -137,11 +138,36 @@ def test_exit_status_is_1_for_out_of_memory_and_2_for_usage_errors(monkeypatch, 
         assert lines[0].startswith("error: out of memory in kst-dummy (MemoryError: Unable to allocate")
 
 
-def test_a_bug_keeps_its_traceback(monkeypatch):
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_a_failure_is_one_line_with_its_traceback_in_a_log(monkeypatch, capsys, tmp_path, verbose):
+    monkeypatch.setattr(tool, "LOG_DIRECTORY", str(tmp_path / "logs"))
+    monkeypatch.setattr(sys, "argv", ["kst-dummy", f"--verbose={verbose}"])
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__", None, raising=False)
+
+    def main(argv):
+        {}["a missing key"]  # a bug
+
+    with pytest.raises(SystemExit) as exited:
+        tool.run(main)
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: KeyError: 'a missing key' (traceback in ")
+    (log,) = (tmp_path / "logs").iterdir()
+    assert errors[0].endswith(f"(traceback in {log})")
+    text = log.read_text()
+    assert text.startswith(f"command: kst-dummy --verbose={verbose}")
+    assert "Traceback (most recent call last)" in text and '{}["a missing key"]' in text
+    # The traceback reaches the console only with --verbose 2.
+    assert ("Traceback (most recent call last)" in err) == (verbose == 2)
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["kst-dummy"])
     monkeypatch.setattr(sys.modules["__main__"], "__doc__", None, raising=False)
-    with pytest.raises(KeyError):
-        tool.run(_main_raising(KeyError("a bug")))
+    with pytest.raises(SystemExit) as exited:
+        tool.run(_main_raising(KeyboardInterrupt()))
+    assert exited.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
 
 
 # --- the tools themselves, out of memory inside them ---------------------------------
@@ -184,7 +210,7 @@ def _run_tool(tmp_path, name, argv, patch):
 
 def _assert_one_memory_error(result, tool_name, *expected):
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]  # it is in the log file
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-3000:]
     assert errors[0].startswith(f"error: out of memory in {tool_name} ("), errors[0]
@@ -244,3 +270,25 @@ def test_a_bad_flag_value_is_a_usage_error_with_status_2(tmp_path):
         "error: flag --batch_size=0: 0 is not a positive integer (see --help)"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export runs on TF")
+def test_library_info_lines_only_with_verbose_2(tmp_path):
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    from C++ when the exported file is verified; absl and TensorFlow log INFO
+    lines from Python. Only `--verbose 2` shows them."""
+    from conftest import tool_command
+
+    outputs = {}
+    for verbose in (1, 2):
+        result = subprocess.run(
+            [*tool_command("kst-export"), "--preset", "st_2_64_digits", "--format", "litert",
+             "--num_verification_images", "4", "--verbose", str(verbose),
+             "--output", str(tmp_path / f"v{verbose}" / "digits.tflite")],
+            env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[verbose] = result.stdout + result.stderr
+    info = re.compile(r"^(INFO|I\d{4})", re.M)
+    assert not info.search(outputs[1]), outputs[1][-3000:]
+    assert "top-1 agreement" in outputs[1]  # the tool's own report still shows
+    assert "Created TensorFlow Lite XNNPACK delegate" in outputs[2]

@@ -93,3 +93,64 @@ def quiet_tensorflow_start():
             os.close(saved)
             held.seek(0)
             _HELD_BACK.append(held.read().decode(errors="replace"))
+
+
+class NativeOutputDiverted:
+    """While a tool runs (below `--verbose 2`), what native libraries write
+    to the process's standard error (TensorFlow's C++ runtime, LiteRT and
+    XNNPACK's "INFO: Created TensorFlow Lite XNNPACK delegate", also from
+    child processes) goes into a temporary file instead of the console;
+    Python's own `sys.stderr` (our messages, warnings, log handlers that
+    write to it) keeps writing to the console. `text()` returns what was
+    diverted (for the failure log); `restore()` undoes it.
+
+    Nothing is diverted when standard error is not the process's own
+    (e.g. captured by a test).
+    """
+
+    def __init__(self):
+        self.active = False
+        try:
+            if sys.stderr is not sys.__stderr__ or sys.stderr.fileno() != 2:
+                return
+        except (AttributeError, OSError, ValueError):
+            return
+        sys.stderr.flush()
+        self._old = sys.stderr
+        self._console = os.fdopen(os.dup(2), "w", buffering=1, encoding=self._old.encoding,
+                                  errors="backslashreplace")
+        self._diverted = tempfile.TemporaryFile()
+        os.dup2(self._diverted.fileno(), 2)
+        sys.stderr = self._console
+        self._retarget(self._old, self._console)
+        self.active = True
+
+    @staticmethod
+    def _retarget(old, new):
+        import logging
+
+        loggers = [logging.getLogger(), *(logging.getLogger(name)
+                                          for name in list(logging.root.manager.loggerDict))]
+        handlers = [handler for logger in loggers for handler in getattr(logger, "handlers", [])]
+        handlers += [getattr(handler, "python_handler", None) for handler in handlers]
+        for handler in handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
+
+    def text(self):
+        if not self.active:
+            return ""
+        self._diverted.flush()
+        self._diverted.seek(0)
+        return self._diverted.read().decode(errors="replace")
+
+    def restore(self):
+        if not self.active:
+            return
+        self._console.flush()
+        os.dup2(self._console.fileno(), 2)
+        self._retarget(self._console, self._old)
+        sys.stderr = self._old
+        self._console.close()
+        self._diverted.close()
+        self.active = False

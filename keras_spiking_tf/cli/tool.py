@@ -1,23 +1,40 @@
 """Running one of our command-line tools: common flags, errors, exit status.
 
-Every tool runs its `main(argv)` through `run`. A mistake the library
-reports as an exception of the kinds in `USER_ERRORS` (a bad flag value, a
-missing file, a malformed preset, ...) is printed as one `error: ...` line
-and ends the program with exit status 2; the message says what is wrong and
-what to do; so is a bad flag value. Running out of memory anywhere (TensorFlow's
-`ResourceExhaustedError`, `MemoryError`, ONNX Runtime's or LiteRT's failed
-allocations, also when wrapped in another error) is printed as one
-`error: out of memory ...` line naming the tool's flags that lower memory
-(`MEMORY_FLAGS`, the one table of them) and ends it with exit status 1.
-Anything else (a bug) keeps its traceback.
+Every tool runs its `main(argv)` through `run`, and every exception ends
+as one `error: ...` line:
+
+- a usage error (an exception of the kinds in `USER_ERRORS`: a bad flag
+  value, a missing file, a malformed preset, ...) prints the library's
+  message, which says what is wrong and what to do, and exits with status 2;
+- running out of memory anywhere (TensorFlow's `ResourceExhaustedError`,
+  `MemoryError`, ONNX Runtime's or LiteRT's failed allocations, also when
+  wrapped in another error) prints `error: out of memory ...` naming the
+  tool's flags that lower memory (`MEMORY_FLAGS`, the one table of them)
+  and exits with status 1;
+- any other failure (a bug, a broken installation) prints the exception in
+  one line and exits with status 1.
+
+For failures the traceback goes into a log file that the line names
+(`keras-spiking-tf-logs/` in the system's temporary directory), and with
+`--verbose 2` also onto the console. `--verbose` (0 quiet, 1 the default,
+2 everything) also decides whether the libraries' own INFO lines (absl,
+TensorFlow, TensorFlow Datasets, SavedModel) and what native libraries
+print (LiteRT's "Created TensorFlow Lite XNNPACK delegate", TensorFlow's
+C++ runtime) are shown: only at 2; below, the native output goes into the
+failure's log file (`startup.NativeOutputDiverted`).
 """
 
+import datetime
+import logging
 import os
 import sys
+import tempfile
+import traceback
 
 from absl import app
 from absl import flags
 
+from keras_spiking_tf.cli.startup import NativeOutputDiverted
 from keras_spiking_tf.edge_export import ExportError
 from keras_spiking_tf.training.checkpointing import NonFiniteLossError
 
@@ -25,12 +42,21 @@ flags.DEFINE_bool(
     "tf_logs", False,
     "Show TensorFlow's native log lines (start-up, devices, XLA); hidden by default.",
 )
+flags.DEFINE_integer(
+    "verbose", 1,
+    "0: quiet; 1: progress (the default); 2: also the libraries' INFO lines and, for a "
+    "failure, its traceback on the console.",
+    lower_bound=0, upper_bound=2,
+)
 
 HELP_FLAGS = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshort": True,
               "--helpfull": False}
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, ExportError, NonFiniteLossError)
 USER_ERROR_STATUS = 2
-OUT_OF_MEMORY_STATUS = 1
+FAILURE_STATUS = 1
+OUT_OF_MEMORY_STATUS = FAILURE_STATUS
+INTERRUPTED_STATUS = 130
+LOG_DIRECTORY = os.path.join(tempfile.gettempdir(), "keras-spiking-tf-logs")
 
 # The flags that lower each tool's memory, by program (`startup.TOOL_PROGRAMS`).
 MEMORY_FLAGS = {
@@ -146,20 +172,68 @@ def run(main):
             app.usage(shorthelp=HELP_FLAGS[argument], writeto_stdout=True, exitcode=0)
 
     def guarded(argv):
+        quiet_library_logs(flags.FLAGS.verbose)
+        native = None
+        if flags.FLAGS.verbose < 2 and not flags.FLAGS.tf_logs:
+            native = NativeOutputDiverted()
         try:
             return main(argv)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return INTERRUPTED_STATUS
         except Exception as error:
             memory_error = out_of_memory_error(error)
-            if memory_error is not None:
-                message = out_of_memory_message(memory_error, tool_name(main))
-                print(f"error: {message}", file=sys.stderr)
-                return OUT_OF_MEMORY_STATUS
-            if isinstance(error, USER_ERRORS):
+            if memory_error is None and isinstance(error, USER_ERRORS):
                 print(f"error: {error}", file=sys.stderr)
                 return USER_ERROR_STATUS
-            raise
+            if memory_error is not None:
+                message = out_of_memory_message(memory_error, tool_name(main))
+            else:
+                message = f"{type(error).__name__}: {_first_line(error)}"
+            log = write_traceback(tool_name(main), error, native.text() if native else "")
+            if flags.FLAGS.verbose >= 2:
+                traceback.print_exception(error, file=sys.stderr)
+            print(f"error: {message} (traceback in {log})", file=sys.stderr)
+            return FAILURE_STATUS
+        finally:
+            if native is not None:
+                native.restore()
 
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else "no message"
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def write_traceback(tool, error, native_output=""):
+    """Writes `error`'s traceback, with the command line and what native
+    libraries printed (`native_output`), into a new log file under
+    `LOG_DIRECTORY`; returns its path."""
+    os.makedirs(LOG_DIRECTORY, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(LOG_DIRECTORY, f"{tool}-{stamp}-{os.getpid()}.log")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(f"command: {' '.join(sys.argv)}\n\n")
+        file.write("".join(traceback.format_exception(error)))
+        if native_output:
+            file.write("\nwhat native libraries printed (hidden below --verbose 2):\n")
+            file.write(native_output)
+    return path
+
+
+def quiet_library_logs(verbose):
+    """Below `--verbose 2`, the libraries' INFO lines (absl's, TensorFlow's
+    Python logger, TensorFlow Datasets, SavedModel) stay off the console;
+    their warnings and errors still show."""
+    from absl import logging as absl_logging
+
+    level = logging.INFO if verbose >= 2 else logging.WARNING
+    absl_logging.set_verbosity(absl_logging.INFO if verbose >= 2 else absl_logging.WARNING)
+    for name in ("tensorflow", "tensorflow_datasets", "absl"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _parse_flags(argv):
