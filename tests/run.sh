@@ -24,7 +24,8 @@ for backend in jax torch; do
   KERAS_BACKEND=$backend "${pytest[@]}" \
     "$repo/tests/test_neurons.py" "$repo/tests/test_attention.py" "$repo/tests/test_models.py" \
     "$repo/tests/test_streaming.py" "$repo/tests/test_inference_graph.py" \
-    "$repo/tests/test_own_images.py" \
+    "$repo/tests/test_own_images.py" "$repo/tests/test_input_checks.py" \
+    "$repo/tests/test_fit_arrays.py" "$repo/tests/test_argument_validation.py" \
     || status=$?
 done
 exit $status
