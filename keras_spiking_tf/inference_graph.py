@@ -44,6 +44,7 @@ Keras' default (eager), `torch.compile` was not measured here.
 
 import keras
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.layers.spiking_block import SpikingBlock
 from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplitting
@@ -101,6 +102,11 @@ def optimize_for_inference(model, fold_batch_norm=True, jit_compile="auto"):
     logits = deployed.predict(images)
     ```
     """
+    if not isinstance(model, keras.Model):
+        raise validation.invalid("model", model, "a Keras model of this library's layers",
+                                 error=TypeError)
+    validation.check_bool("fold_batch_norm", fold_batch_norm)
+    validation.check_bool_or_choice("jit_compile", jit_compile, ("auto",))
     copy = float32_copy(model)
     for layer in copy._flatten_layers(include_self=False):
         if type(layer) in INFERENCE_FORMS:

@@ -17,6 +17,14 @@ A wrong type raises `TypeError`, a wrong value of the right type
 cut short; arrays and tensors by their type and shape only, never their
 contents.
 
+The command-line tools check their flags with the same functions, passing
+the flag as the name (`check_integer("--epochs", ...)`, or
+`flag_name("epochs", as_flag=True)`), so that a message speaks of what the
+caller typed. Paths have their own checks: `check_path` (must exist; a
+missing one raises `NoSuchPathError`, both a `FileNotFoundError` and a
+`ValueError`), `check_output_path` (can be written, nothing created) and
+`check_path_text` (a non-empty path, nothing looked up).
+
 Each check returns the value in its normal form (`check_number` a float,
 `check_integer` an int, ...), so a check and the assignment are one line:
 
@@ -360,3 +368,145 @@ def check_keyword_arguments(function_name, kwargs, allowed):
                 + suggestion(key, allowed)
                 + f" Accepted keyword arguments: {', '.join(allowed)}."
             )
+
+
+# --- paths ---------------------------------------------------------------------
+
+
+class NoSuchPathError(FileNotFoundError, ValueError):
+    """A path argument that names nothing: a `FileNotFoundError` (what file
+    functions raise) that is also a `ValueError` (a bad argument value)."""
+
+
+def check_path_text(name, value, allow_none=False):
+    """`value` as a path `str`: a non-empty string or `os.PathLike`; whether
+    anything is there is not checked (see `check_path`, `check_output_path`).
+
+    Example:
+
+    ```python
+    path = check_path_text("path", pathlib.Path("model.tflite"))
+    ```
+    """
+    import os
+
+    if value is None and allow_none:
+        return None
+    allowed = "a path (a non-empty string or os.PathLike)" + (" or None" if allow_none else "")
+    if _is_bool(value) or not isinstance(value, (str, os.PathLike)):
+        raise invalid(name, value, allowed, error=TypeError)
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise invalid(name, value, allowed, error=TypeError)
+    if not path:
+        raise invalid(name, value, allowed)
+    return path
+
+
+def check_path(name, value, kind=None, allow_none=False):
+    """`value`, the path of something that must exist (`kind`: `"file"`,
+    `"directory"` or `None` for either), as a `str`.
+
+    A missing path raises `NoSuchPathError` (a `FileNotFoundError` and a
+    `ValueError`); a directory where a file is needed (or the reverse) a
+    `ValueError`.
+
+    Example:
+
+    ```python
+    checkpoint = check_path("checkpoint", "sdt.pth", kind="file")
+    ```
+    """
+    import os
+
+    path = check_path_text(name, value, allow_none)
+    if path is None:
+        return None
+    what = {"file": "an existing file", "directory": "an existing directory"}.get(
+        kind, "an existing file or directory")
+    if not os.path.exists(path):
+        raise NoSuchPathError(
+            f"`{name}` must be {what}; got {describe(path)}, which does not exist."
+        )
+    if kind == "file" and os.path.isdir(path):
+        raise invalid(name, path, what, hint="(it is a directory)")
+    if kind == "directory" and not os.path.isdir(path):
+        raise invalid(name, path, what, hint="(it is a file)")
+    return path
+
+
+def check_output_path(name, value, kind="file", allow_none=False):
+    """`value`, a path that a file (`kind="file"`) or directory
+    (`kind="directory"`) will be written to, as a `str`: not an existing
+    thing of the other kind, and not below a file. Nothing is created.
+
+    Example:
+
+    ```python
+    output_dir = check_output_path("output_dir", "runs/a", kind="directory")
+    ```
+    """
+    import os
+
+    path = check_path_text(name, value, allow_none)
+    if path is None:
+        return None
+    what = f"a path where a {kind} can be written"
+    if kind == "file" and os.path.isdir(path):
+        raise invalid(name, path, what, hint="(it is an existing directory)")
+    if kind == "directory" and os.path.exists(path) and not os.path.isdir(path):
+        raise invalid(name, path, what, hint="(it is an existing file)")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise invalid(name, path, what, hint=f"('{parent}' is a file, not a directory)")
+    return path
+
+
+def flag_name(name, as_flag):
+    """`--name` for a command-line tool's message, else `name` (the Python
+    argument): the checks of an argument that is also a flag take the name
+    their caller speaks of."""
+    return f"--{name}" if as_flag else name
+
+
+def check_bool_or_choice(name, value, choices):
+    """`value`: `True`, `False` or one of the strings `choices` (e.g.
+    `jit_compile`: `"auto"`, `True` or `False`).
+
+    Example:
+
+    ```python
+    jit_compile = check_bool_or_choice("jit_compile", "auto", ("auto",))
+    ```
+    """
+    if _is_bool(value):
+        return bool(value)
+    choices = list(choices)
+    allowed = f"True, False or one of {choices}"
+    if not isinstance(value, str):
+        raise invalid(name, value, allowed, error=TypeError)
+    if value not in choices:
+        raise invalid(name, value, allowed, hint=suggestion(value, choices).strip())
+    return value
+
+
+def check_batch(name, value, allow_none=False):
+    """`value`, a batch: a tensor or array (or nested list) with a leading
+    batch axis, so not a single number; see `check_array_like`.
+
+    Example:
+
+    ```python
+    images = check_batch("images", np.zeros((8, 16, 16, 1)))
+    ```
+    """
+    if value is None and allow_none:
+        return None
+    allowed = "a batch: a tensor or array with a leading batch axis" + (
+        " or None" if allow_none else "")
+    check_array_like(name, value)
+    if isinstance(value, numbers.Number) or (hasattr(value, "shape") and len(value.shape) == 0):
+        raise invalid(name, value, allowed, error=TypeError)
+    return value

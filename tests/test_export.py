@@ -378,13 +378,19 @@ def test_unwritable_path_is_an_os_error_naming_it(small, tmp_path):
     assert blocker.read_bytes() == b"a regular file"
 
 
-def test_failure_after_conversion_leaves_no_partial_file(small, digits, tmp_path):
+def test_failure_after_conversion_leaves_no_partial_file(small, digits, tmp_path, monkeypatch):
     """The file is converted and written to a staging file, then verification
-    fails: the staging file is removed and an existing export survives."""
+    fails (made to report no agreement): the staging file is removed and an
+    existing export survives."""
+    from keras_spiking_tf.edge_export import exporter
+
+    verify = exporter.verify_against_keras
+    monkeypatch.setattr(exporter, "verify_against_keras",
+                        lambda *args: {**verify(*args), "top1_agreement": 0.0})
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous export")
     with pytest.raises(ExportVerificationError, match="min_top1_agreement"):
-        export(small, path, verification_images=digits[2][:16], min_top1_agreement=1.01)
+        export(small, path, verification_images=digits[2][:16], min_top1_agreement=0.5)
     assert listing(tmp_path) == ["model.tflite"]
     assert path.read_bytes() == b"previous export"
 
@@ -460,11 +466,11 @@ def test_int8_calibration_in_batches_sees_every_sample_once_in_order(small, digi
 def test_a_bad_batch_size_is_refused_before_anything_is_written(small, tmp_path, batch_size):
     from keras_spiking_tf.edge_export import export_step_model
 
-    message = re.escape(f"batch_size must be None (chosen from the model's largest activation) "
-                        f"or an integer >= 1, got {batch_size!r}.")
-    with pytest.raises(ValueError, match=message):
+    message = re.escape(f"`batch_size` must be an integer >= 1 and <= {2**20} or None; "
+                        f"got {batch_size!r}.")
+    with pytest.raises((TypeError, ValueError), match=message):
         export(small, tmp_path / "m.tflite", batch_size=batch_size)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         export_step_model(small, tmp_path / "step.tflite", batch_size=batch_size)
     assert listing(tmp_path) == []
 

@@ -412,6 +412,7 @@ def test_load_rejects_non_checkpoints(tmp_path):
 
 def test_missing_torch_explains_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    (tmp_path / "any.pth").write_bytes(b"a checkpoint file (its path is checked first)")
     with pytest.raises(ImportError, match=r'pip install "keras-spiking-tf\[backends\]"'):
         load_sdt_state_dict(tmp_path / "any.pth")
 
@@ -442,6 +443,7 @@ def test_builtin_preset_targets(monkeypatch):
 
 def test_refuses_existing_output(tmp_path):
     (tmp_path / "out").mkdir()
+    (tmp_path / "any.pth").write_bytes(b"never read: the existing output is refused first")
     with pytest.raises(FileExistsError, match="overwrite"):
         convert_sdt_checkpoint(
             tmp_path / "any.pth", "sdt_2_256_cifar10", tmp_path / "out"

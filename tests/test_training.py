@@ -378,10 +378,10 @@ def test_shipped_preset_loads_without_warnings():
 
 @pytest.mark.parametrize(
     "field,value,flag",
-    [("epochs", 0, "--epochs"), ("epochs", -3, "--epochs"), ("batch_size", 0, "--batch_size"),
-     ("batch_size", -1, "--batch_size"), ("checkpoint_every", 0, "--checkpoint_every"),
-     ("checkpoint_every", -5, "--checkpoint_every"), ("time_steps", 0, "--time_steps"),
-     ("validation_fraction", 1.5, "--validation_fraction"), ("attention", "ssx", "--attention")],
+    [("epochs", 0, "`epochs`"), ("epochs", -3, "`epochs`"), ("batch_size", 0, "`batch_size`"),
+     ("batch_size", -1, "`batch_size`"), ("checkpoint_every", 0, "`checkpoint_every`"),
+     ("checkpoint_every", -5, "`checkpoint_every`"), ("time_steps", 0, "`time_steps`"),
+     ("validation_fraction", 1.5, "`validation_fraction`"), ("attention", "ssx", "`attention`")],
 )
 def test_bad_training_arguments_are_refused_before_anything_is_written(tmp_path, field, value, flag):
     from keras_spiking_tf.training.trainer import TrainConfig
@@ -413,7 +413,8 @@ def test_output_dir_and_preset_errors(tmp_path, tiny_digits_preset):
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    with pytest.raises(PermissionError, match="Cannot write to --output_dir"):
+    with pytest.raises(ValueError, match=r"`output_dir` must be a path where a directory can be "
+                                         r"written.*is a file, not a directory"):
         train(TrainConfig(preset=tiny_digits_preset, output_dir=str(blocker / "run"), verbose=0))
     with pytest.raises(ValueError, match="Unknown preset 'st_2_64_digit'"):
         train(TrainConfig(preset="st_2_64_digit", output_dir=str(tmp_path / "r1"), verbose=0))
@@ -444,8 +445,8 @@ def test_resume_without_output_dir_picks_the_newest_unfinished_run(tmp_path, mon
         "runs", "st_2_64_digits-20260102-000000")
     fresh = resolve_output_dir(TrainConfig())
     assert fresh.startswith(os.path.join("runs", "st_2_64_digits-")) and not os.path.exists(fresh)
-    with pytest.raises(FileNotFoundError, match="no unfinished run of 'nothing'"):
-        resolve_output_dir(TrainConfig(preset="nothing", resume=True))
+    with pytest.raises(FileNotFoundError, match="no unfinished run of 'st_2_256_cifar10'"):
+        resolve_output_dir(TrainConfig(preset="st_2_256_cifar10", resume=True))
 
 
 # --- fault tolerance ------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from absl import flags
 
 import keras_spiking_tf
+from keras_spiking_tf import validation
 from keras_spiking_tf.atomic_directory import write_text_atomically
 from keras_spiking_tf.cli import tool
 from keras_spiking_tf.analysis import addition_only_audit
@@ -30,6 +31,7 @@ from keras_spiking_tf.analysis import record_forward
 from keras_spiking_tf.analysis.plots import plot_energy
 from keras_spiking_tf.analysis.plots import plot_firing_rates
 from keras_spiking_tf.analysis.plots import plot_spike_raster
+from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.training.datasets import load_dataset
 
 flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or directory.")
@@ -46,6 +48,31 @@ flags.DEFINE_string("raster_layer", "block_0/attn/shortcut_lif", "Neuron layer f
 flags.DEFINE_string("output_dir", "analysis", "Where analysis.json and the plots go.")
 flags.DEFINE_integer("seed", 0, "Seed for random images and random initialisation.")
 FLAGS = flags.FLAGS
+
+
+MAX_SEED = 2**32 - 1  # NumPy's seeds
+
+
+def check_flags():
+    """Every flag's value (absl checked the types and bounds it knows),
+    before anything is loaded or written; `--raster_layer` is checked
+    against the model's neuron layers once it is built, before it runs."""
+    from keras_spiking_tf.edge_export.export_utils import MAX_BATCH_SIZE
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+        check_preset,
+    )
+    from keras_spiking_tf.training.datasets import check_data_dir
+    from keras_spiking_tf.training.datasets import check_dataset_name
+
+    check_preset("--preset", FLAGS.preset)
+    if FLAGS.dataset != "random":
+        check_dataset_name(FLAGS.dataset, "--dataset")
+    check_data_dir("--data_dir", FLAGS.data_dir)
+    validation.check_integer("--num_images", FLAGS.num_images, minimum=1,
+                             maximum=MAX_BATCH_SIZE)
+    validation.check_string("--raster_layer", FLAGS.raster_layer)
+    validation.check_output_path("--output_dir", FLAGS.output_dir, kind="directory")
+    validation.check_integer("--seed", FLAGS.seed, minimum=0, maximum=MAX_SEED)
 
 
 def model_inputs(model, dataset, count, data_dir, seed):
@@ -68,11 +95,16 @@ def model_inputs(model, dataset, count, data_dir, seed):
 def _main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
+    check_flags()
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)
     trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
+    neurons = [layer.path for layer in model._flatten_layers(include_self=False)
+               if isinstance(layer, LIF)]
+    validation.check_choice("--raster_layer", FLAGS.raster_layer, sorted(neurons),
+                            what="neuron layer")
     images = model_inputs(model, FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed)
     if not trained:
         calibrate_batch_norm(model, images)

@@ -42,7 +42,10 @@ def _main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
     from keras_spiking_tf.conversion import convert_sdt_checkpoint
+    from keras_spiking_tf.conversion.sdt_checkpoint import check_conversion_arguments
 
+    check_conversion_arguments(FLAGS.checkpoint, FLAGS.preset, FLAGS.output_dir,
+                               FLAGS.init_attention, FLAGS.overwrite, as_flags=True)
     report = convert_sdt_checkpoint(
         FLAGS.checkpoint,
         FLAGS.preset,

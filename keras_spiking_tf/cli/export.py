@@ -42,6 +42,7 @@ from absl import flags
 
 from keras_spiking_tf.analysis import calibrate_batch_norm
 from keras_spiking_tf.atomic_directory import write_text_atomically
+from keras_spiking_tf import validation
 from keras_spiking_tf.cli import tool
 from keras_spiking_tf.edge_export.formats import FORMATS
 from keras_spiking_tf.edge_export.formats import OUTPUT_KINDS
@@ -102,6 +103,38 @@ flags.mark_flag_as_required("output")
 FLAGS = flags.FLAGS
 
 
+DATASETS = ("random", "digits", "cifar10", "cifar100")
+
+
+def check_flags():
+    """Every flag's value, with `export`'s own checks (absl checked the
+    types, enums and bounds it knows), before anything is loaded or written."""
+    from keras_spiking_tf.edge_export.export_utils import MAX_BATCH_SIZE
+    from keras_spiking_tf.edge_export.export_utils import check_batch_size
+    from keras_spiking_tf.edge_export.exporter import MAX_SEED
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+        check_preset,
+    )
+    from keras_spiking_tf.training.datasets import check_data_dir
+
+    check_preset("--preset", FLAGS.preset)
+    validation.check_output_path(
+        "--output", FLAGS.output,
+        kind="directory" if FORMATS[FLAGS.format].is_directory else "file",
+    )
+    validation.check_choice("--dataset", FLAGS.dataset, DATASETS, what="dataset")
+    check_data_dir("--data_dir", FLAGS.data_dir)
+    validation.check_integer("--num_verification_images", FLAGS.num_verification_images,
+                             minimum=1, maximum=MAX_BATCH_SIZE, allow_none=True)
+    validation.check_integer("--num_calibration_images", FLAGS.num_calibration_images,
+                             minimum=1, maximum=MAX_BATCH_SIZE)
+    check_batch_size(FLAGS.batch_size, "--batch_size")
+    validation.check_number("--min_top1_agreement", FLAGS.min_top1_agreement, minimum=0.0,
+                            maximum=1.0, allow_none=True)
+    validation.check_output_path("--report", FLAGS.report, kind="file", allow_none=True)
+    validation.check_integer("--seed", FLAGS.seed, minimum=0, maximum=MAX_SEED)
+
+
 def dataset_arrays(name, data_dir, num_samples, num_calibration, seed):
     """`(calibration images, test images, test labels)` as uint8 arrays."""
     rng = np.random.default_rng(seed)
@@ -146,6 +179,7 @@ def check_calibration(dataset, quantization, calibrate_on_random_images):
 def _main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
+    check_flags()
     import keras
 
     import keras_spiking_tf

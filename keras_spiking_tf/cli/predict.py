@@ -19,6 +19,7 @@ import json
 
 from absl import flags
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.cli import tool
 
 flags.DEFINE_string("preset", "st_2_64_digits", "Preset name, preset directory or hub handle.")
@@ -31,6 +32,22 @@ flags.DEFINE_integer("batch_size", 32, "Images classified at once, >= 1.", lower
 flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out (named on stderr).")
 FLAGS = flags.FLAGS
 DEFAULT_TOP_K = 5
+
+
+MAX_TOP_K = 1 << 20  # the most classes a classifier takes
+
+
+def check_flags():
+    """Every flag's value (absl checked the types and bounds it knows),
+    before anything is loaded."""
+    from keras_spiking_tf.edge_export.export_utils import check_batch_size
+    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
+        check_preset,
+    )
+
+    check_preset("--preset", FLAGS.preset)
+    validation.check_integer("--top_k", FLAGS.top_k, minimum=1, maximum=MAX_TOP_K, allow_none=True)
+    check_batch_size(FLAGS.batch_size, "--batch_size")
 
 
 def load_images(paths, image_shape, skip_bad_images=False):
@@ -127,6 +144,7 @@ def _main(argv):
 
     import keras_spiking_tf
 
+    check_flags()
     paths = argv[1:]
     if not paths:
         raise ValueError(

@@ -81,7 +81,6 @@ flags.DEFINE_float(
     "imagenet2012 0.01).",
     lower_bound=0.0, upper_bound=1.0,
 )
-flags.DEFINE_integer("verbose", 1, "1: progress bars; 0: quiet.")
 FLAGS = flags.FLAGS
 
 
@@ -91,6 +90,8 @@ def _main(argv):
     # Every TrainConfig field is a flag of the same name.
     values = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(TrainConfig)}
     values["jit_compile"] = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
+    values["verbose"] = min(FLAGS.verbose, 1)  # Keras' progress bars; 2 adds library logs
+    TrainConfig.check_fields(values, as_flags=True)  # messages name the flags
     _, summary = run_training(TrainConfig(**values), announce=print)
     best = summary["best_test_accuracy"]
     print(

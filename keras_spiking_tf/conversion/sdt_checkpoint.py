@@ -39,12 +39,15 @@ import os
 import pickle
 import re
 
+import keras
 import numpy as np
 
-from keras_spiking_tf.layers.attention_variants import ATTENTIONS
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
 from keras_spiking_tf.models.spiking_transformer import from_preset
 from keras_spiking_tf.optional_dependencies import require
 from keras_spiking_tf.models.spiking_transformer import save_to_preset
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import check_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     load_registry,
 )
@@ -180,6 +183,7 @@ def load_sdt_state_dict(path):
             that needs more than tensors and SDT's arguments to unpickle
             (the message names the file and what it asked for).
     """
+    validation.check_path("path", path, kind="file")
     return _read_checkpoint(path)[0]
 
 
@@ -323,6 +327,17 @@ def convert_sdt_state_dict(state_dict, classifier):
             mismatch (naming the first mismatching key with both shapes in
             PyTorch layout, and the Keras shape).
     """
+    if not isinstance(state_dict, dict):
+        raise validation.invalid("state_dict", state_dict, "a dict name -> tensor",
+                                 error=TypeError)
+    if not all(isinstance(key, str) for key in state_dict):
+        raise validation.invalid("state_dict", state_dict, "a dict with string keys (SDT's names)",
+                                 error=TypeError)
+    if not (isinstance(classifier, keras.Model) and hasattr(classifier, "backbone")):
+        raise validation.invalid("classifier", classifier, "a SpikingTransformerImageClassifier",
+                                 error=TypeError)
+    if not state_dict:
+        raise validation.invalid("state_dict", state_dict, "a non-empty dict name -> tensor")
     state_dict = {
         (key[len("module."):] if key.startswith("module.") else key): value
         for key, value in state_dict.items()
@@ -331,6 +346,10 @@ def convert_sdt_state_dict(state_dict, classifier):
     skippable = _skipped_keys(expected, classifier.backbone.num_layers)
     unknown = [k for k in state_dict if k not in expected and k not in skippable]
     missing = [k for k in expected if k not in state_dict]
+    for key, value in state_dict.items():  # the values the model has a place for
+        if key not in unknown and not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise validation.invalid(f"state_dict[{key!r}]", value,
+                                     "a tensor or array (torch or NumPy)", error=TypeError)
     if unknown or missing:
         problems = []
         if unknown:
@@ -412,6 +431,38 @@ def _build_target(preset, init_attention, num_classes):
     return preset, model
 
 
+# `convert_sdt_checkpoint`'s arguments that `kst-convert-sdt` names otherwise.
+FLAG_NAMES = {"checkpoint_path": "checkpoint"}
+
+
+def check_conversion_arguments(checkpoint_path, preset, output_dir, init_attention=None,
+                               overwrite=False, as_flags=False):
+    """`convert_sdt_checkpoint`'s arguments, without reading or writing
+    anything; the messages name them as arguments or, with `as_flags`, as
+    `kst-convert-sdt`'s flags.
+
+    Raises:
+        TypeError, ValueError: a bad value (a missing checkpoint file is a
+            `FileNotFoundError` that is also a `ValueError`).
+        FileExistsError: `output_dir` exists and `overwrite` is off.
+    """
+    def name(argument):
+        return validation.flag_name(FLAG_NAMES.get(argument, argument) if as_flags else argument,
+                                    as_flags)
+
+    validation.check_path(name("checkpoint_path"), checkpoint_path, kind="file")
+    check_preset(name("preset"), preset)
+    output_dir = validation.check_output_path(name("output_dir"), output_dir, kind="directory")
+    if init_attention is not None:
+        check_attention_name(name("init_attention"), init_attention)
+    validation.check_bool(name("overwrite"), overwrite)
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(
+            f"Output directory '{os.path.abspath(output_dir)}' already exists; choose another "
+            f"or pass {'--overwrite' if as_flags else 'overwrite=True'}."
+        )
+
+
 def convert_sdt_checkpoint(
     checkpoint_path, preset, output_dir, init_attention=None, overwrite=False
 ):
@@ -450,17 +501,8 @@ def convert_sdt_checkpoint(
                            init_attention="a2os2a")
     ```
     """
-    if init_attention is not None and init_attention not in ATTENTIONS:
-        raise ValueError(
-            f"Unknown init_attention {init_attention!r}; use None or one of "
-            f"{sorted(ATTENTIONS)}."
-        )
+    check_conversion_arguments(checkpoint_path, preset, output_dir, init_attention, overwrite)
     output_dir = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
-            f"Output directory '{output_dir}' already exists; choose another "
-            "or pass overwrite=True (--overwrite)."
-        )
     state_dict, metadata = _read_checkpoint(checkpoint_path)
     num_classes = None
     if "head.weight" in state_dict:

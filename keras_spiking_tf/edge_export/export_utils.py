@@ -14,6 +14,7 @@ import numpy as np
 from keras_spiking_tf.atomic_directory import replace_directory
 from keras_spiking_tf.atomic_directory import staging_name
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
+from keras_spiking_tf import validation
 from keras_spiking_tf.edge_export.formats import FORMATS
 from keras_spiking_tf.inference_graph import float32_copy
 
@@ -145,15 +146,23 @@ MAX_DEFAULT_BATCH_SIZE = 64
 _NOT_ACTIVATIONS = {"Const", "Placeholder", "ReadVariableOp", "VarHandleOp", "Identity"}
 
 
+MAX_BATCH_SIZE = 2**20
+
+
 def check_batch_size(batch_size, name="batch_size"):
-    """`batch_size` is `None` (automatic) or an integer >= 1."""
-    if batch_size is None:
-        return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(
-            f"{name} must be None (chosen from the model's largest activation) or an "
-            f"integer >= 1, got {batch_size!r}."
-        )
+    """`batch_size`: `None` (chosen from the model's largest activation) or
+    an integer in [1, MAX_BATCH_SIZE]."""
+    return validation.check_integer(name, batch_size, minimum=1, maximum=MAX_BATCH_SIZE,
+                                    allow_none=True)
+
+
+MAX_THREADS = 1024
+
+
+def check_num_threads(name, num_threads):
+    """`num_threads`: `None` (the runtime's default) or an integer in [1, MAX_THREADS]."""
+    return validation.check_integer(name, num_threads, minimum=1, maximum=MAX_THREADS,
+                                    allow_none=True)
 
 
 def largest_activation_bytes(model, input_spec=None):

@@ -57,6 +57,7 @@ import time
 import keras
 import numpy as np
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.edge_export import export_utils
 from keras_spiking_tf.edge_export.export_utils import ExportError
 from keras_spiking_tf.edge_export.export_utils import ExportVerificationError
@@ -187,8 +188,13 @@ def export(
     ```
     """
     _check_arguments(
-        model, format, quantization, representative_images, include_preprocessing,
-        output_kind, verification_images, labels, input_dtype, int8_io, batch_size,
+        model=model, path=path, format=format, quantization=quantization,
+        representative_images=representative_images,
+        include_preprocessing=include_preprocessing, output_kind=output_kind, verify=verify,
+        verification_images=verification_images, labels=labels, input_dtype=input_dtype,
+        int8_io=int8_io, raw_image_size=raw_image_size, preprocess_images=preprocess_images,
+        optimize_graph=optimize_graph, num_verification_images=num_verification_images,
+        min_top1_agreement=min_top1_agreement, batch_size=batch_size, seed=seed,
     )
     purpose = f"export(format={format!r})"
     for module_name in FORMATS[format].converter_modules + (
@@ -290,16 +296,54 @@ def export(
     return report
 
 
-def _check_arguments(model, format, quantization, representative_images,
-                     include_preprocessing, output_kind, verification_images, labels,
-                     input_dtype, int8_io, batch_size):
-    export_utils.check_batch_size(batch_size)
-    if format not in FORMATS:
-        raise ValueError(f"Unknown format {format!r}; choose one of {list(FORMATS)}.")
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"Unknown quantization {quantization!r}; choose one of {list(QUANTIZATIONS)}."
+MAX_IMAGE_SIDE = 16384  # raw_image_size's largest height or width
+MAX_SEED = 2**32 - 1  # NumPy's seeds
+
+
+def check_classifier(name, model):
+    """`model`, which must be a built Keras model with one input and one output."""
+    if not isinstance(model, keras.Model):
+        raise validation.invalid(
+            name, model, "a Keras model (e.g. from keras_spiking_tf.from_preset)", error=TypeError
         )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise validation.invalid(name, model, "a single-input, single-output model")
+    return model
+
+
+def _optional_images(name, images):
+    return validation.check_batch(name, images, allow_none=True)
+
+
+def _check_arguments(*, model, path, format, quantization, representative_images,
+                     include_preprocessing, output_kind, verify, verification_images, labels,
+                     input_dtype, int8_io, raw_image_size, preprocess_images, optimize_graph,
+                     num_verification_images, min_top1_agreement, batch_size, seed):
+    """Every argument of `export`, each alone, then the combinations; raises
+    before anything is built or written."""
+    check_classifier("model", model)
+    validation.check_path_text("path", path)
+    validation.check_choice("format", format, FORMATS)
+    validation.check_choice("quantization", quantization, QUANTIZATIONS[1:], allow_none=True)
+    _optional_images("representative_images", representative_images)
+    for name, value in (("include_preprocessing", include_preprocessing), ("verify", verify),
+                        ("int8_io", int8_io), ("preprocess_images", preprocess_images),
+                        ("optimize_graph", optimize_graph)):
+        validation.check_bool(name, value)
+    validation.check_choice("output_kind", output_kind, OUTPUT_KINDS)
+    _optional_images("verification_images", verification_images)
+    _optional_images("labels", labels)
+    validation.check_choice("input_dtype", input_dtype, ("uint8", "float32"))
+    if raw_image_size is not None:
+        validation.check_int_tuple("raw_image_size", raw_image_size, 2, minimum=1,
+                                   maximum=MAX_IMAGE_SIDE)
+    validation.check_integer("num_verification_images", num_verification_images, minimum=1,
+                             maximum=export_utils.MAX_BATCH_SIZE)
+    validation.check_number("min_top1_agreement", min_top1_agreement, minimum=0.0, maximum=1.0,
+                            allow_none=True)
+    export_utils.check_batch_size(batch_size)
+    validation.check_integer("seed", seed, minimum=0, maximum=MAX_SEED)
+    # Combinations.
     if quantization not in FORMATS[format].quantizations:
         raise ValueError(
             f"quantization={quantization!r} is implemented for format='litert' "
@@ -318,17 +362,11 @@ def _check_arguments(model, format, quantization, representative_images,
             "int8_io=True needs quantization='int8' and include_preprocessing=False "
             "(a preprocessing graph already takes raw uint8 images)."
         )
-    if output_kind not in OUTPUT_KINDS:
-        raise ValueError(
-            f"Unknown output_kind {output_kind!r}; choose one of {list(OUTPUT_KINDS)}."
-        )
     if include_preprocessing and getattr(model, "preprocessor", None) is None:
         raise ValueError(
             "include_preprocessing=True needs a model with a preprocessor "
             "(model.preprocessor is None)."
         )
-    if input_dtype not in ("uint8", "float32"):
-        raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}.")
     if labels is not None:
         if verification_images is None:
             raise ValueError("labels need the verification_images they label.")
@@ -336,8 +374,6 @@ def _check_arguments(model, format, quantization, representative_images,
             raise ValueError(
                 f"{len(labels)} labels for {len(verification_images)} verification images."
             )
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("export supports single-input, single-output models.")
 
 
 def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_image_size):

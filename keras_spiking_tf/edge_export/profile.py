@@ -39,8 +39,41 @@ import json
 import os
 import tempfile
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.edge_export.litert import litert_op_counts
 from keras_spiking_tf.optional_dependencies import require
+
+
+MAX_RUNS = 100_000
+
+
+_NOT_TAKEN = object()  # an argument that the profile function does not take
+
+
+def _check_profile_arguments(path=_NOT_TAKEN, suffix=None, model=_NOT_TAKEN, images=_NOT_TAKEN,
+                             batch_size=_NOT_TAKEN, num_threads=None, runs=_NOT_TAKEN,
+                             top=_NOT_TAKEN):
+    """The profile functions' arguments (those the function takes), before
+    anything runs."""
+    import keras
+
+    from keras_spiking_tf.edge_export.export_utils import MAX_BATCH_SIZE
+    from keras_spiking_tf.edge_export.export_utils import check_num_threads
+
+    if path is not _NOT_TAKEN:
+        path = validation.check_path("path", path, kind="file")
+        if not path.endswith(suffix):
+            raise validation.invalid("path", path, f"a '{suffix}' file")
+    if model is not _NOT_TAKEN and not isinstance(model, keras.Model):
+        raise validation.invalid("model", model, "a Keras model", error=TypeError)
+    if images is not _NOT_TAKEN:
+        validation.check_batch("images", images)
+    if batch_size is not _NOT_TAKEN:
+        validation.check_integer("batch_size", batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+    check_num_threads("num_threads", num_threads)
+    for name, value in (("runs", runs), ("top", top)):
+        if value is not _NOT_TAKEN:
+            validation.check_integer(name, value, minimum=1, maximum=MAX_RUNS)
 
 
 def _litert_interpreter(purpose):
@@ -61,6 +94,7 @@ def litert_delegation(path, num_threads=1):
         `quantize` / `dequantize` (QUANTIZE and DEQUANTIZE operators in the
         file) and `op_counts` (`{op name: {output dtype: count}}`).
     """
+    _check_profile_arguments(path=path, suffix=".tflite", num_threads=num_threads)
     Interpreter = _litert_interpreter("LiteRT profiling").Interpreter
 
     interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
@@ -114,6 +148,8 @@ def onnx_operator_profile(path, images, num_threads=None, runs=10, top=8):
         first, `ms` per call), `slowest_nodes` (`{name, op_type, ms}`),
         `total_ms` (per call, summed over nodes) and `runs`.
     """
+    _check_profile_arguments(path=path, suffix=".onnx", images=images, num_threads=num_threads,
+                             runs=runs, top=top)
     import numpy as np
 
     from keras_spiking_tf.edge_export.onnx import Runner
@@ -207,6 +243,8 @@ def litert_product_profile(path, batch_size=1, num_threads=None, runs=30):
     profile["products_ms"], profile["file_ms"]     # e.g. 2.9, 4.5
     ```
     """
+    _check_profile_arguments(path=path, suffix=".tflite", batch_size=batch_size,
+                             num_threads=num_threads, runs=runs)
     litert = _litert_interpreter("litert_product_profile()")
     Interpreter, OpResolverType = litert.Interpreter, litert.OpResolverType
 
@@ -459,6 +497,8 @@ def tensorflow_operator_profile(model, images, num_threads=None, runs=5, top=8):
         nodes}`, slowest first, `ms` per call), `slowest_nodes`, `total_ms`
         (per call, summed over operators) and `runs`.
     """
+    _check_profile_arguments(model=model, images=images, num_threads=num_threads, runs=runs,
+                             top=top)
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (

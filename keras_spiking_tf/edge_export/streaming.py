@@ -30,9 +30,11 @@ import time
 import keras
 import numpy as np
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.edge_export.export_utils import ExportError
 from keras_spiking_tf.edge_export.export_utils import ExportVerificationError
 from keras_spiking_tf.edge_export.export_utils import check_batch_size
+from keras_spiking_tf.edge_export.export_utils import check_num_threads
 from keras_spiking_tf.edge_export.export_utils import default_batch_size
 from keras_spiking_tf.edge_export.export_utils import in_batches
 from keras_spiking_tf.edge_export.export_utils import in_float32
@@ -50,6 +52,7 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming i
 )
 
 STEP_FORMATS = ("litert", "onnx")
+MAX_SEED = 2**32 - 1  # NumPy's seeds
 
 
 def _signature(step):
@@ -152,8 +155,8 @@ class StepRunner:
 
 def load_step_model(path, num_threads=None):
     """A `StepRunner` for an exported step file (`.tflite` or `.onnx`)."""
-    if not os.path.exists(os.fspath(path)):
-        raise FileNotFoundError(f"No exported step model at '{path}'.")
+    path = validation.check_path("path", path, kind="file")
+    check_num_threads("num_threads", num_threads)
     return StepRunner(path, num_threads)
 
 
@@ -217,11 +220,20 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         ImportError: the format's optional packages are not installed.
         ExportError, ExportVerificationError: as `export`.
     """
-    if format not in STEP_FORMATS:
-        raise ValueError(f"Step models export to {list(STEP_FORMATS)}, not {format!r}.")
+    if not (isinstance(classifier, keras.Model) and hasattr(classifier, "backbone")):
+        raise validation.invalid(
+            "classifier", classifier, "a SpikingTransformerImageClassifier", error=TypeError
+        )
+    path = validation.check_path_text("path", path)
+    validation.check_choice("format", format, STEP_FORMATS)
     suffix = {"litert": ".tflite", "onnx": ".onnx"}[format]
-    if not os.fspath(path).endswith(suffix):
-        raise ValueError(f"A {format} step model is a '{suffix}' file; got '{path}'.")
+    if not path.endswith(suffix):
+        raise validation.invalid("path", path, f"a '{suffix}' file for format={format!r}")
+    validation.check_batch("verification_inputs", verification_inputs, allow_none=True)
+    validation.check_batch("labels", labels, allow_none=True)
+    validation.check_number("min_top1_agreement", min_top1_agreement, minimum=0.0, maximum=1.0,
+                            allow_none=True)
+    validation.check_integer("seed", seed, minimum=0, maximum=MAX_SEED)
     check_batch_size(batch_size)
     for module_name in FORMATS[format].converter_modules + FORMATS[format].runtime_modules:
         if module_name != "onnx":  # the step export writes with tf2onnx alone

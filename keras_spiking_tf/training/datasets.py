@@ -24,9 +24,10 @@ splits.num_train, splits.num_validation, splits.num_test   # (1293, 144, 360)
 """
 
 import dataclasses
-import difflib
 from typing import Callable
 
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.lif import MAX_TIME_STEPS
 from keras_spiking_tf.training import event_data
 from keras_spiking_tf.training import image_data
 from keras_spiking_tf.training.image_data import IMAGE_FOLDER_PREFIX
@@ -61,13 +62,41 @@ DATASETS = {}
 
 
 def register_dataset(dataset):
-    """Adds a `Dataset` to the registry (a name registered twice is an error)."""
-    if dataset.name in DATASETS:
-        raise ValueError(f"A data set named {dataset.name!r} is registered already.")
-    if dataset.kind not in ("images", "events"):
-        raise ValueError(f"Dataset kind must be 'images' or 'events', got {dataset.kind!r}.")
+    """Adds a `Dataset` to the registry (a name registered twice is an error).
+
+    Example:
+
+    ```python
+    register_dataset(Dataset("my_data", "images", lambda data_dir, fraction, time_steps: ...))
+    ```
+    """
+    if not isinstance(dataset, Dataset):
+        raise validation.invalid("dataset", dataset, "a training.datasets.Dataset",
+                                 error=TypeError)
+    validation.check_string("dataset.name", dataset.name)
+    if dataset.name in DATASETS or dataset.name.startswith(IMAGE_FOLDER_PREFIX):
+        raise validation.invalid("dataset.name", dataset.name,
+                                 "a name not registered already (nor imagefolder:...)")
+    validation.check_choice("dataset.kind", dataset.kind, ("images", "events"))
+    if not callable(dataset.load):
+        raise validation.invalid("dataset.load", dataset.load,
+                                 "a function load(data_dir, validation_fraction, time_steps)",
+                                 error=TypeError)
+    check_validation_fraction("dataset.validation_fraction", dataset.validation_fraction)
+    validation.check_string("dataset.recipe", dataset.recipe)
     DATASETS[dataset.name] = dataset
     return dataset
+
+
+def check_validation_fraction(name, fraction, allow_none=False):
+    """`fraction` (argument or flag `name`): a number strictly between 0 and 1."""
+    allowed = "a number > 0 and < 1 (e.g. 0.1 holds out 10 % of the training split)"
+    if fraction is None and allow_none:
+        return None
+    validation.check_number(name, fraction)
+    if not 0 < fraction < 1:
+        raise validation.invalid(name, fraction, allowed)
+    return float(fraction)
 
 
 def _images(loader):
@@ -101,27 +130,54 @@ def is_image_folder(name):
         IMAGE_FOLDER_PREFIX)
 
 
-def find_dataset(name):
-    """The registry entry of `name` (`IMAGE_FOLDER` for `imagefolder:PATH`).
+def find_dataset(name, argument="dataset"):
+    """The registry entry of `name` (`IMAGE_FOLDER` for `imagefolder:PATH`);
+    `argument` is what gave it (`"dataset"`, `"--dataset"`), for the message.
 
     Raises:
         ValueError: an unknown name, with close names suggested.
     """
+    validation.check_string(argument, name)
     if is_image_folder(name):
         return IMAGE_FOLDER
-    if isinstance(name, str) and name in DATASETS:
+    if name in DATASETS:
         return DATASETS[name]
-    close = difflib.get_close_matches(str(name), DATASET_NAMES, n=3)
     raise ValueError(
-        f"Unknown dataset {name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)"
-                                       if close else "")
-        + f"; use one of {list(DATASET_NAMES)}."
+        f"Unknown dataset {validation.describe(name)}: `{argument}` must be one of "
+        f"{list(DATASET_NAMES)} (PATH: a folder of PATH/train/<label>/ and PATH/test/<label>/)."
+        + validation.suggestion(name, DATASET_NAMES)
     )
 
 
-def check_dataset_name(name):
-    """Raises a clear error for a data set name `load_dataset` does not know."""
-    find_dataset(name)
+def check_dataset_name(name, argument="dataset"):
+    """Raises a clear error for a data set name `load_dataset` does not
+    know, or an image folder that does not exist (nothing is read)."""
+    import os
+
+    find_dataset(name, argument)
+    if is_image_folder(name):
+        folder = os.path.expanduser(name[len(IMAGE_FOLDER_PREFIX):])
+        if not os.path.isdir(folder):
+            raise validation.NoSuchPathError(
+                f"`{argument}` names the image folder '{folder}', which does not exist"
+                + (" as a directory" if os.path.exists(folder) else "")
+                + ": give imagefolder:PATH with PATH/train/<label>/ and PATH/test/<label>/."
+            )
+    return name
+
+
+def check_channels(name, channels):
+    """`channels` (argument or flag `name`): `None`, 1 (grayscale) or 3 (RGB)."""
+    validation.check_integer(name, channels, minimum=1, maximum=3, allow_none=True)
+    if channels == 2:
+        raise validation.invalid(name, channels, "1 (grayscale), 3 (RGB) or None")
+    return channels
+
+
+def check_data_dir(name, data_dir):
+    """`data_dir` (argument or flag `name`): `None` or a path that is, or
+    can become, a directory (event data sets are written there)."""
+    return validation.check_output_path(name, data_dir, kind="directory", allow_none=True)
 
 
 def load_dataset(name, data_dir=None, validation_fraction=None, time_steps=None, channels=None,
@@ -150,7 +206,14 @@ def load_dataset(name, data_dir=None, validation_fraction=None, time_steps=None,
     splits.num_train, splits.num_validation, splits.num_test   # (1293, 144, 360)
     ```
     """
-    dataset = find_dataset(name)
+    check_dataset_name(name, "name")
+    dataset = find_dataset(name, "name")
+    check_data_dir("data_dir", data_dir)
+    check_validation_fraction("validation_fraction", validation_fraction, allow_none=True)
+    validation.check_integer("time_steps", time_steps, minimum=1, maximum=MAX_TIME_STEPS,
+                             allow_none=True)
+    check_channels("channels", channels)
+    validation.check_bool("skip_bad_images", skip_bad_images)
     fraction = validation_fraction or dataset.validation_fraction
     if dataset.kind == "events":
         if not time_steps:

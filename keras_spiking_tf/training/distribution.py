@@ -17,7 +17,20 @@ import os
 
 import keras
 
+from keras_spiking_tf import validation
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def check_strategy(name_argument, name, tpu_argument, tpu):
+    """The strategy `name` and `tpu` (arguments or flags named
+    `name_argument`, `tpu_argument`): a known strategy; `tpu` `None` or a
+    non-empty name, and only with `"tpu"`."""
+    validation.check_choice(name_argument, name, STRATEGIES, what="strategy")
+    validation.check_string(tpu_argument, tpu, allow_none=True)
+    if tpu is not None and name != "tpu":
+        raise validation.invalid(tpu_argument, tpu, f"None unless {name_argument} is 'tpu'",
+                                 hint=f"({name_argument} is {name!r})")
 
 
 def make_strategy(name, tpu=None):
@@ -26,8 +39,7 @@ def make_strategy(name, tpu=None):
     On JAX with several devices and `name="auto"` this installs
     `keras.distribution.DataParallel` globally.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; use one of {list(STRATEGIES)}.")
+    check_strategy("name", name, "tpu", tpu)
     backend = keras.backend.backend()
     if backend != "tensorflow":
         if name in ("mirrored", "multi_worker", "tpu"):

@@ -10,6 +10,8 @@ import json
 import os
 from importlib import resources
 
+from keras_spiking_tf import validation
+
 LOSSES = ("cross_entropy", "tet")
 
 
@@ -86,8 +88,76 @@ def builtin_recipes():
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+def check_recipe_name(argument, name_or_path, allow_none=False):
+    """`name_or_path` (argument or flag `argument`): a built-in recipe name
+    or the path of an existing JSON file; nothing is read.
+
+    Example:
+
+    ```python
+    check_recipe_name("--recipe", "cifar")
+    ```
+    """
+    if name_or_path is None and allow_none:
+        return None
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    validation.check_string(argument, name_or_path)
+    if name_or_path in builtin_recipes() or os.path.isfile(name_or_path):
+        return name_or_path
+    allowed = f"one of {builtin_recipes()} or the path of a JSON file with the same keys"
+    if os.path.isdir(name_or_path):
+        raise validation.invalid(argument, name_or_path, allowed, hint="(it is a directory)")
+    if name_or_path.endswith(".json") or os.sep in name_or_path:
+        raise validation.NoSuchPathError(
+            f"Recipe file {validation.describe(name_or_path)} does not exist: `{argument}` "
+            f"must be {allowed}."
+        )
+    raise ValueError(
+        f"Unknown recipe {validation.describe(name_or_path)}: `{argument}` must be {allowed}."
+        + validation.suggestion(name_or_path, builtin_recipes())
+    )
+
+
+# Smallest value of each numeric recipe key (others: >= 0).
+_MINIMUM = {"epochs": 1, "batch_size": 1}
+_AT_MOST_ONE = ("mix_probability", "label_smoothing", "crop_pct")
+
+
+def check_recipe_value(key, value):
+    """One recipe value, by its `Recipe` field's type: integers and
+    numbers finite and >= 0 (epochs, batch_size >= 1; probabilities <= 1),
+    strings non-empty, flags True/False; `None` where the field allows it."""
+    field = {f.name: f for f in dataclasses.fields(Recipe)}[key]
+    kind = getattr(field.type, "__name__", str(field.type))  # "int", "float | None", ...
+    allow_none = "None" in kind
+    if value is None and allow_none:
+        return None
+    if kind.startswith("int"):
+        return validation.check_integer(key, value, minimum=_MINIMUM.get(key, 0))
+    if kind.startswith("float"):
+        return validation.check_number(key, value, minimum=0.0,
+                                       maximum=1.0 if key in _AT_MOST_ONE else None)
+    if kind.startswith("bool"):
+        return validation.check_bool(key, value)
+    if kind.startswith("str"):
+        return validation.check_string(key, value)
+    if kind.startswith("dict"):
+        return validation.check_keys(key, value, ("num_ops", "magnitude", "magnitude_std"))
+    if kind.startswith("list"):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise validation.invalid(key, value, "a [min, max] pair of fractions",
+                                     error=TypeError if not isinstance(value, (list, tuple))
+                                     else ValueError)
+        for item in value:
+            validation.check_number(key, item, minimum=0.0, maximum=1.0)
+        return value
+    raise AssertionError(f"no check for recipe key {key!r} of type {kind}")
+
+
 def load_recipe(name_or_path, **overrides):
-    """Loads a recipe by built-in name or JSON path; `overrides` replace keys.
+    """Loads a recipe by built-in name or JSON path; `overrides` replace keys
+    (a `None` override keeps the recipe's value).
 
     Example:
 
@@ -95,27 +165,35 @@ def load_recipe(name_or_path, **overrides):
     recipe = load_recipe("cifar", epochs=10)
     ```
     """
+    fields = [f.name for f in dataclasses.fields(Recipe)]
+    check_recipe_name("name_or_path", name_or_path)
+    validation.check_keyword_arguments("load_recipe", overrides, ["name_or_path", *fields])
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in overrides.items():
+        check_recipe_value(key, value)
+    name_or_path = os.fspath(name_or_path)
     if os.path.isfile(name_or_path):
         with open(name_or_path, encoding="utf-8") as file:
             values = json.load(file)
-    elif name_or_path in builtin_recipes():
+    else:
         folder = resources.files("keras_spiking_tf.training") / "recipes"
         values = json.loads((folder / f"{name_or_path}.json").read_text("utf-8"))
-    else:
-        raise ValueError(
-            f"Unknown recipe {name_or_path!r}: use one of {builtin_recipes()} "
-            "or the path of a JSON file with the same keys."
-        )
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    fields = {f.name for f in dataclasses.fields(Recipe)}
+    values.update(overrides)
+    fields = set(fields)
     required = {f.name for f in dataclasses.fields(Recipe) if f.default is dataclasses.MISSING}
     unknown = sorted(set(values) - fields)
     missing = sorted(required - set(values))
     if unknown or missing:
+        hints = "".join(validation.suggestion(key, fields) for key in unknown)
         raise ValueError(
             f"Recipe {name_or_path!r} has unknown keys {unknown} and lacks "
-            f"keys {missing}; see keras_spiking_tf.training.recipes.Recipe."
+            f"keys {missing}; see keras_spiking_tf.training.recipes.Recipe.{hints}"
         )
+    for key, value in values.items():
+        try:
+            check_recipe_value(key, value)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"Recipe {name_or_path!r}: {error}") from None
     if values["optimizer"] not in ("adamw", "lamb"):
         raise ValueError(f"Recipe optimizer must be 'adamw' or 'lamb', got {values['optimizer']!r}.")
     if values["schedule_unit"] not in ("epoch", "step"):

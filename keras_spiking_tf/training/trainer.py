@@ -47,15 +47,21 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets imp
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     resolve_preset,
 )
-from keras_spiking_tf.layers.attention_variants import ATTENTIONS
+from keras_spiking_tf import validation
+from keras_spiking_tf.layers.lif import MAX_TIME_STEPS
+from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import check_preset
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
 from keras_spiking_tf.training.checkpointing import initial_state
+from keras_spiking_tf.training.datasets import check_channels
+from keras_spiking_tf.training.datasets import check_data_dir
 from keras_spiking_tf.training.datasets import check_dataset_name
+from keras_spiking_tf.training.datasets import check_validation_fraction
 from keras_spiking_tf.training.datasets import find_dataset
 from keras_spiking_tf.training.datasets import is_image_folder
 from keras_spiking_tf.training.datasets import load_dataset
-from keras_spiking_tf.training.distribution import STRATEGIES
+from keras_spiking_tf.training.distribution import check_strategy
 from keras_spiking_tf.training.distribution import is_chief
 from keras_spiking_tf.training.distribution import make_strategy
 from keras_spiking_tf.training.distribution import replica_count
@@ -67,6 +73,7 @@ from keras_spiking_tf.training.optimization import MeanOverTimeAccuracy
 from keras_spiking_tf.training.optimization import make_loss
 from keras_spiking_tf.training.optimization import make_optimizer
 from keras_spiking_tf.training.precision import resolve_dtype_policy
+from keras_spiking_tf.training.recipes import check_recipe_name
 from keras_spiking_tf.training.recipes import load_recipe
 
 def default_recipe(dataset, time_steps, init_weights=False):
@@ -146,48 +153,79 @@ class TrainConfig:
     validation_fraction: float | None = None
     verbose: int = 1
 
-    def validate(self):
-        """Raises a `ValueError` naming the flag for an argument that cannot
-        work; called by `train` before anything is computed or written."""
-        for name, meaning in (
-            ("epochs", "a number of epochs; omit it to train for the recipe's epochs"),
-            ("batch_size", "a global batch size; omit it to use the recipe's"),
-            ("checkpoint_every", "a number of steps; omit it to checkpoint at epoch ends only"),
-            ("time_steps", "a number of time steps T; omit it to keep the preset's"),
-            ("image_channels", "1 (grayscale) or 3 (RGB); omit it to keep the preset's"),
-        ):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"--{name} must be a positive integer ({meaning}); got {value!r}.")
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                "--validation_fraction must lie between 0 and 1 (e.g. 0.1 holds out 10 % of "
-                f"the training split); got {self.validation_fraction!r}."
+    def __new__(cls, *args, **kwargs):
+        # A misspelt field is a TypeError with the close names suggested.
+        validation.check_keyword_arguments(
+            "TrainConfig", kwargs, [field.name for field in dataclasses.fields(cls)]
+        )
+        return super().__new__(cls)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self, as_flags=False):
+        """Checks every field, each where it is given (at construction and
+        again in `train`), before anything is computed or written. The
+        messages name the field as the Python argument (`epochs`), or with
+        `as_flags` as `kst-train`'s flag (`--epochs`).
+
+        Raises:
+            TypeError: a value of the wrong type.
+            ValueError: a value out of range or not among the choices.
+            FileNotFoundError: a preset directory, image folder or recipe
+                file that does not exist (also a `ValueError`).
+        """
+        TrainConfig.check_fields(dataclasses.asdict(self), as_flags)
+
+    @staticmethod
+    def check_fields(values, as_flags=False):
+        """`validate` for a dict of field values (what `kst-train` builds
+        from its flags): unknown fields, then each field, then the
+        combinations."""
+        def name(field):
+            return validation.flag_name(field, as_flags)
+
+        fields = [field.name for field in dataclasses.fields(TrainConfig)]
+        validation.check_keyword_arguments("TrainConfig", values, fields)
+        values = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **values}
+        check_preset(name("preset"), values["preset"])
+        check_dataset_name(values["dataset"], name("dataset"))
+        check_data_dir(name("data_dir"), values["data_dir"])
+        check_recipe_name(name("recipe"), values["recipe"], allow_none=True)
+        for field, maximum in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE),
+                               ("checkpoint_every", MAX_STEPS),
+                               ("time_steps", MAX_TIME_STEPS)):
+            validation.check_integer(name(field), values[field], minimum=1, maximum=maximum,
+                                     allow_none=True)
+        check_strategy(name("strategy"), values["strategy"], name("tpu"), values["tpu"])
+        if values["mixed_precision"] != "auto":
+            validation.check_dtype_policy(name("mixed_precision"), values["mixed_precision"])
+        validation.check_output_path(name("output_dir"), values["output_dir"], kind="directory",
+                                     allow_none=True)
+        for field in ("resume", "init_weights", "skip_bad_images"):
+            validation.check_bool(name(field), values[field])
+        validation.check_integer(name("seed"), values["seed"], minimum=0, maximum=MAX_SEED)
+        validation.check_bool_or_choice(name("jit_compile"), values["jit_compile"], ("auto",))
+        if values["attention"] is not None:
+            check_attention_name(name("attention"), values["attention"])
+        check_channels(name("image_channels"), values["image_channels"])
+        check_validation_fraction(name("validation_fraction"), values["validation_fraction"],
+                                  allow_none=True)
+        validation.check_integer(name("verbose"), values["verbose"], minimum=0, maximum=2)
+        if values["skip_bad_images"] and not is_image_folder(values["dataset"]):
+            raise validation.invalid(
+                name("skip_bad_images"), True,
+                f"False unless {name('dataset')} is an image folder (imagefolder:PATH)",
+                hint=f"({name('dataset')} {values['dataset']!r} has no image files to skip; "
+                     "drop it)",
             )
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; got {self.strategy!r}.")
-        if self.attention is not None and self.attention not in ATTENTIONS:
-            raise ValueError(f"--attention must be one of {list(ATTENTIONS)}; got {self.attention!r}.")
-        if self.jit_compile not in ("auto", True, False):
-            raise ValueError(f"--jit_compile must be auto, true or false; got {self.jit_compile!r}.")
-        if self.mixed_precision not in (None, "auto"):
-            try:
-                keras.dtype_policies.get(self.mixed_precision)
-            except ValueError as error:
-                raise ValueError(
-                    f"--mixed_precision {self.mixed_precision!r} is not a Keras dtype policy "
-                    "(use auto, float32, mixed_bfloat16 or mixed_float16)."
-                ) from error
-        check_dataset_name(self.dataset)
-        if self.image_channels not in (None, 1, 3):
-            raise ValueError(
-                f"--image_channels must be 1 (grayscale) or 3 (RGB); got {self.image_channels!r}."
-            )
-        if self.skip_bad_images and not is_image_folder(self.dataset):
-            raise ValueError(
-                "--skip_bad_images applies to image folders (--dataset imagefolder:PATH) only; "
-                f"--dataset {self.dataset} has no image files to skip. Drop the flag."
-            )
+
+
+# The largest values TrainConfig takes (beyond them a run is a typo, not a plan).
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
+MAX_STEPS = 10**8
+MAX_SEED = 2**32 - 1  # NumPy's seeds
 
 
 def preset_time_steps(config):
@@ -482,6 +520,8 @@ def train(config):
     summary["test_accuracy"], summary["best_val_accuracy"]
     ```
     """
+    if not isinstance(config, TrainConfig):
+        raise validation.invalid("config", config, "a TrainConfig", error=TypeError)
     return run_training(config, announce=print if config.verbose else None)[1]
 
 
@@ -543,8 +583,10 @@ def run_training(config, announce=None):
             "multiple of the replica count."
         )
     check_preset_takes_dataset(config)
+    images = find_dataset(config.dataset).kind == "images"  # event frames keep their channels
     splits = load_dataset(config.dataset, config.data_dir, config.validation_fraction,
-                          time_steps=preset_time_steps(config), channels=preset_channels(config),
+                          time_steps=preset_time_steps(config),
+                          channels=preset_channels(config) if images else None,
                           skip_bad_images=config.skip_bad_images)
     steps = steps_per_epoch(splits.num_train, recipe.batch_size)
 

@@ -435,6 +435,11 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             receiver: who takes it, for messages (e.g. `"fit()"`).
         """
         receiver = receiver or "this classifier (predict, fit, evaluate, predict_anytime)"
+        if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+            raise TypeError(
+                f"`x` must be an array (NumPy or a backend tensor) of a batch of images; got "
+                f"{type(images).__name__}. Stack images with np.stack(...)."
+            )
         shape = tuple(images.shape)
         backbone = self.backbone
         height, width, channels = backbone.image_shape

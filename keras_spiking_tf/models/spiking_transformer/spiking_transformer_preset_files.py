@@ -23,6 +23,7 @@ import sys
 import h5py
 from keras_hub.src.utils.preset_utils import get_file
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.atomic_directory import make_staging_directory
 from keras_spiking_tf.atomic_directory import replace_directory
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
@@ -299,6 +300,10 @@ def write_preset(save, preset_dir, metadata=None, model_card=None):
     Returns:
         The absolute path of `preset_dir`.
     """
+    validation.check_output_path("preset_dir", preset_dir, kind="directory")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise validation.invalid("metadata", metadata, "a dict or None", error=TypeError)
+    validation.check_string("model_card", model_card, allow_none=True, allow_empty=True)
     preset_dir = os.path.abspath(os.fspath(preset_dir))
     parent = os.path.dirname(preset_dir)
     sweep_stale_staging(parent, [".preset", ".retired"])
@@ -350,11 +355,11 @@ def upload_preset(uri, preset_dir):
     keras_spiking_tf.from_preset("hf://me/my_preset")
     ```
     """
-    if not uri.startswith(("hf://", "kaggle://")):
-        raise ValueError(
-            f"Unknown hub URI {uri!r}; use hf://[org/]name or kaggle://org/model/keras/variant."
-        )
-    preset_dir = os.fspath(preset_dir)
+    validation.check_string("uri", uri)
+    if not uri.startswith(("hf://", "kaggle://")) or uri in ("hf://", "kaggle://"):
+        raise ValueError(f"Unknown hub URI {validation.describe(uri)}: `uri` must be "
+                         "hf://[org/]name or kaggle://org/model/keras/variant.")
+    preset_dir = validation.check_path("preset_dir", preset_dir, kind="directory")
     check_preset_directory(preset_dir)
     check_preset_files(preset_dir)
     for name in WEIGHT_FILES:

@@ -27,6 +27,7 @@ import json
 import os
 from importlib import resources
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
 
 
@@ -107,6 +108,47 @@ def resolve_preset(preset, load_weights=False):
         f"Unknown preset '{preset}': it is no built-in name and no directory of that "
         f"name exists.{hint} Use a built-in name (keras_spiking_tf.list_presets()), "
         "the path of a preset directory, or a hf://, kaggle:// or gs:// handle."
+    )
+
+
+PRESET_ALLOWED = (
+    "a built-in preset name (keras_spiking_tf.list_presets()), a preset directory or a "
+    "hf://, kaggle:// or gs:// handle"
+)
+
+
+def check_preset(name, preset, allow_none=False):
+    """`preset` (argument or flag `name`), which must be a built-in preset
+    name, an existing directory or a hub handle; checked without reading
+    a file or the network.
+
+    Example:
+
+    ```python
+    check_preset("--preset", "st_2_64_digits")
+    ```
+    """
+    if preset is None and allow_none:
+        return None
+    if isinstance(preset, os.PathLike):
+        preset = os.fspath(preset)
+    preset = validation.check_string(name, preset, allow_none=allow_none)
+    if preset in load_registry()["presets"] or preset.startswith(files.HUB_SCHEMES):
+        return preset
+    directory = os.path.expanduser(preset)
+    if os.path.isdir(directory):
+        return preset
+    if files.looks_like_path(preset):
+        if os.path.exists(directory):
+            raise validation.invalid(name, preset, PRESET_ALLOWED,
+                                     hint="(it is a file, not a preset directory)")
+        raise validation.NoSuchPathError(
+            f"Preset directory '{directory}' does not exist: `{name}` must be "
+            f"{PRESET_ALLOWED}."
+        )
+    raise ValueError(
+        f"Unknown preset {validation.describe(preset)}: `{name}` must be {PRESET_ALLOWED}."
+        + validation.suggestion(preset, load_registry()["presets"])
     )
 
 
