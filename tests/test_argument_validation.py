@@ -101,9 +101,12 @@ EXAMPLES = {
     "class_names": ["a", "b"],
     "preprocessor": OBJECT,
     "classifier": OBJECT,
+    "backbone": OBJECT,
     "x": ARRAY,
     "batch_size": 2,
     "preset": PRESET,
+    "log_dir": "logs",
+    "description": "32 validation images",
     "get_attention_class.name": "sdsa",
     "register_attention.name": "my_attention",
     # Export, exported files, the inference graph, profiling.
@@ -168,6 +171,8 @@ ACCEPTS = {
     "export.path": {"unknown_choice"},  # any new file name
     "data_dir": {"unknown_choice"},  # a new directory (event data are written there)
     "output_dir": {"unknown_choice"},  # a new directory
+    "log_dir": {"unknown_choice"},  # FiringRateMonitor: a new directory
+    "description": {"unknown_choice"},  # energy_summary: any words
     "litert_delegation.num_threads": {"none"},  # the runtime's default
     "TrainConfig.mixed_precision": {"none"},  # the recipe's policy
 }
@@ -183,6 +188,11 @@ NOT_COVERED = {
     "StepRunner": "built by load_step_model (checked)",
     "ExportFormat": "a record of formats.py's table, not an API",
     "ExportReport": "the record export returns",
+    "EnergyReport": "the record energy_report returns",
+    "SpikingTransformerImageConverter": "KerasHub's ImageConverter with its own arguments "
+                                        "(resizing options); built by from_preset",
+    "SpikingTransformerImageClassifierPreprocessor": "KerasHub's preprocessor, built by "
+                                                     "from_preset",
     "format_of_path": "a helper of load_exported (whose path is checked first)",
     "litert_io_types": "file-inspection helpers on bytes, called on exported files",
     "litert_op_counts": "file-inspection helpers on bytes, called on exported files",
@@ -198,6 +208,7 @@ TRAINING_API = {
 }
 # Namespaces whose public callables are walked (`profile`: those it defines).
 NAMESPACES = ("keras_spiking_tf", "keras_spiking_tf.edge_export", "keras_spiking_tf.conversion",
+              "keras_spiking_tf.analysis", "keras_spiking_tf.models",
               "keras_spiking_tf.edge_export.profile")
 
 # Entry points whose otherwise valid call is not made: it needs real files
@@ -388,6 +399,8 @@ def valid_value(label, parameter):
         return np.zeros((2, 16, 16, 1), "float32")
     if parameter.name == "model":
         return tiny_classifier()
+    if parameter.name == "backbone":
+        return tiny_classifier().backbone
     if parameter.name in ("images", "verification_images", "representative_images",
                           "verification_inputs"):
         return np.zeros((2, 16, 16, 1), "uint8")

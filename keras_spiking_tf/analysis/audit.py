@@ -1,7 +1,7 @@
 """Which products of a network need a multiplier (the paper's central claim)."""
 
 from keras_spiking_tf.analysis.operations import network_products
-from keras_spiking_tf.input_checks import check_call_inputs
+from keras_spiking_tf.analysis.recording import check_model_and_images
 
 
 def addition_only_audit(model, images):
@@ -29,7 +29,7 @@ def addition_only_audit(model, images):
     # ['patch_embed/proj_conv']  (the first conv sees real pixels)
     ```
     """
-    check_call_inputs(model, images, "addition_only_audit()")
+    check_model_and_images(model, images, "addition_only_audit()")
     products, _ = network_products(model, images)
     return [
         {

@@ -3,6 +3,7 @@
 import keras
 
 from keras_spiking_tf.analysis.firing_rates import unchecked_firing_rates
+from keras_spiking_tf import validation
 from keras_spiking_tf.input_checks import check_call_inputs
 
 
@@ -33,7 +34,8 @@ class FiringRateMonitor(keras.callbacks.Callback):
 
     def __init__(self, images, log_dir=None):
         super().__init__()
-        self.images = images
+        self.images = validation.check_batch("images", images)
+        validation.check_path_text("log_dir", log_dir, allow_none=True)
         self.log_dir = log_dir
         self.history = []
         self._writer = None

@@ -14,8 +14,9 @@ the neurons' own updates are not counted, as in SDT and the paper.
 
 import dataclasses
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.analysis.operations import network_products
-from keras_spiking_tf.input_checks import check_call_inputs
+from keras_spiking_tf.analysis.recording import check_model_and_images
 
 
 @dataclasses.dataclass
@@ -72,7 +73,9 @@ def energy_report(model, images, e_mac_pj=4.6, e_ac_pj=0.9):
     print(report.table()); report.energy_mj
     ```
     """
-    check_call_inputs(model, images, "energy_report()")
+    check_model_and_images(model, images, "energy_report()")
+    for name, value in (("e_mac_pj", e_mac_pj), ("e_ac_pj", e_ac_pj)):
+        validation.check_number(name, value, minimum=0.0, exclusive_minimum=True)
     return _energy_report(model, images, e_mac_pj, e_ac_pj)
 
 
@@ -118,7 +121,8 @@ def energy_summary(model, images, description):
     """
     from keras_spiking_tf.analysis.firing_rates import unchecked_firing_rates
 
-    check_call_inputs(model, images, "energy_summary()")
+    check_model_and_images(model, images, "energy_summary()")
+    validation.check_string("description", description)
     report = _energy_report(model, images)
     return {
         "energy_mj": report.energy_mj,

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 
+from keras_spiking_tf.analysis.recording import check_model_and_images
 from keras_spiking_tf.analysis.recording import firing_rate
 from keras_spiking_tf.analysis.recording import is_ternary_neuron
 from keras_spiking_tf.analysis.recording import recorded_forward
-from keras_spiking_tf.input_checks import check_call_inputs
 
 
 def firing_rates(model, images):
@@ -30,7 +30,7 @@ def firing_rates(model, images):
     rates["layers"]["block_0/attn/q_lif"]["mean"]
     ```
     """
-    check_call_inputs(model, images, "firing_rates()")
+    check_model_and_images(model, images, "firing_rates()")
     return unchecked_firing_rates(model, images)
 
 
@@ -64,7 +64,7 @@ def calibrate_batch_norm(model, images):
     `images` are `call` inputs (preprocessed images); raw-looking pixels
     get an `InputWarning` (`input_checks.check_call_inputs`).
     """
-    check_call_inputs(model, images, "calibrate_batch_norm()")
+    check_model_and_images(model, images, "calibrate_batch_norm()")
     layers = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)

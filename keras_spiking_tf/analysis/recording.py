@@ -13,6 +13,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_spiking_tf import validation
 from keras_spiking_tf.input_checks import check_call_inputs
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.layers.lif import TernaryLIF
@@ -79,13 +80,25 @@ def _wrapped_calls(model, records):
             del layer.call
 
 
+def check_model_and_images(model, images, receiver, stacklevel=3):
+    """The public analysis functions' common arguments: `model` a Keras
+    model or layer, `images` a batch (`validation.check_batch`), then the
+    `InputWarning` check of their values (`check_call_inputs`)."""
+    if not isinstance(model, keras.layers.Layer):
+        raise validation.invalid(
+            "model", model, "a Keras model built from this package's layers (a classifier or "
+            "backbone)", error=TypeError)
+    validation.check_batch("images", images)
+    check_call_inputs(model, images, receiver, stacklevel=stacklevel + 1)
+
+
 def record_forward(model, images):
     """Runs `model(images)` eagerly; returns `(outputs, [Record, ...])`.
 
     `images` are the model's `call` inputs (preprocessed for a classifier);
     raw-looking pixels get an `InputWarning` (`input_checks.check_call_inputs`).
     """
-    check_call_inputs(model, images, "record_forward()")
+    check_model_and_images(model, images, "record_forward()")
     return recorded_forward(model, images)
 
 

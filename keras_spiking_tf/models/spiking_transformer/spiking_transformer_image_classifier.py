@@ -1,6 +1,7 @@
 """The Spiking Transformer image classifier: backbone + spiking head (design.md §1),
 and its presets: loading, saving and class names."""
 
+import inspect
 import os
 
 import keras
@@ -10,6 +11,7 @@ from keras_hub.models import ImageClassifier
 from keras_hub.models import Task
 
 from keras_spiking_tf import input_checks
+from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.models.input_adaptation import adapt_channel_values
 from keras_spiking_tf.models.input_adaptation import transfer_weights
@@ -19,6 +21,9 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone im
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     SpikingTransformerBackbone,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+    check_backbone_arguments,
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier_preprocessor import (  # noqa: E501
     SpikingTransformerImageClassifierPreprocessor,
@@ -83,11 +88,12 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         class_names=None,
         **kwargs,
     ):
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names for num_classes={num_classes}; "
-                "give one name per class, or class_names=None."
-            )
+        validation.check_keyword_arguments(
+            "SpikingTransformerImageClassifier", kwargs, ("name", "trainable", "dtype"))
+        if not isinstance(backbone, SpikingTransformerBackbone):
+            raise validation.invalid(
+                "backbone", backbone, "a SpikingTransformerBackbone", error=TypeError)
+        check_classifier_arguments(num_classes, preprocessor, activation, head_dtype, class_names)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -178,13 +184,6 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         # Every argument is checked before anything is read or built: an
         # unknown keyword (close names suggested), then each value as the
         # backbone and the classifier check it.
-        import inspect
-
-        from keras_spiking_tf import validation
-        from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
-            check_backbone_arguments,
-        )
-
         task_arguments = [
             name for name in inspect.signature(cls.__init__).parameters
             if name not in ("self", "backbone", "num_classes", "args", "kwargs")
@@ -194,34 +193,13 @@ class SpikingTransformerImageClassifier(ImageClassifier):
             ("load_weights", "num_classes", "dtype", "name", *task_arguments, *ARCHITECTURE_KEYS),
         )
         validation.check_bool("load_weights", load_weights)
-        validation.check_integer(
-            "num_classes", num_classes, minimum=1, maximum=1 << 20, allow_none=True
-        )
         check_backbone_arguments(**{k: v for k, v in kwargs.items() if k in ARCHITECTURE_KEYS})
         validation.check_dtype_policy("dtype", kwargs.get("dtype"))
-        validation.check_dtype_policy("head_dtype", kwargs.get("head_dtype"))
         validation.check_string("name", kwargs.get("name"), allow_none=True)
-        validation.check_identifier(
-            "activation", kwargs.get("activation"), keras.activations.get,
-            "a Keras activation (e.g. 'softmax'), a callable or None",
+        check_classifier_arguments(
+            num_classes, **{k: kwargs[k] for k in CLASSIFIER_ARGUMENTS if k in kwargs},
+            allow_none_classes=True,
         )
-        class_names = kwargs.get("class_names")
-        if class_names is not None and (
-            not isinstance(class_names, (list, tuple))
-            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in class_names)
-        ):
-            raise validation.invalid(
-                "class_names", class_names, "a list of names (strings) or None", error=TypeError
-            )
-        if class_names is not None and not class_names:
-            raise validation.invalid("class_names", class_names, "one name per class, or None")
-        if kwargs.get("preprocessor") is not None and not isinstance(
-            kwargs["preprocessor"], cls.preprocessor_cls
-        ):
-            raise validation.invalid(
-                "preprocessor", kwargs["preprocessor"],
-                f"a {cls.preprocessor_cls.__name__} or None", error=TypeError,
-            )
         preset = resolve_preset(os.fspath(preset), load_weights)
         overrides = {k: kwargs.pop(k) for k in ARCHITECTURE_KEYS if k in kwargs}
         if num_classes is not None:
@@ -595,6 +573,47 @@ def _array_batches(arrays, batch_size, shuffle):
         lambda index, data: tf.nest.map_structure(lambda a: tf.gather(a, index), data),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+CLASSIFIER_ARGUMENTS = ("preprocessor", "activation", "head_dtype", "class_names")
+
+
+def check_classifier_arguments(num_classes, preprocessor=None, activation=None,
+                               head_dtype="float32", class_names=None, allow_none_classes=False):
+    """The classifier's own arguments (`__init__`, and `from_preset`, where
+    `num_classes=None` keeps the preset's head), before anything is built.
+
+    Raises:
+        TypeError, ValueError: naming the argument, the value and what is
+            allowed (`validation.py`).
+    """
+    validation.check_integer("num_classes", num_classes, minimum=1, maximum=1 << 20,
+                             allow_none=allow_none_classes)
+    if preprocessor is not None and not isinstance(
+        preprocessor, SpikingTransformerImageClassifierPreprocessor
+    ):
+        raise validation.invalid(
+            "preprocessor", preprocessor,
+            "a SpikingTransformerImageClassifierPreprocessor or None", error=TypeError,
+        )
+    validation.check_identifier(
+        "activation", activation, keras.activations.get,
+        "a Keras activation (e.g. 'softmax'), a callable or None",
+    )
+    validation.check_dtype_policy("head_dtype", head_dtype)
+    if class_names is None:
+        return
+    if not isinstance(class_names, (list, tuple)) or not all(
+        isinstance(c, (str, int)) and not isinstance(c, bool) for c in class_names
+    ):
+        raise validation.invalid(
+            "class_names", class_names, "a list of names (strings) or None", error=TypeError
+        )
+    if not class_names or (num_classes is not None and len(class_names) != num_classes):
+        raise validation.invalid(
+            "class_names", class_names,
+            f"one name per class (num_classes={num_classes}), or None",
+        )
 
 
 def _saved_dtype_policy(preset):
