@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import hypothesis
 import keras
 import numpy as np
 import pytest
@@ -69,6 +70,14 @@ def subprocess_env(**extra):
     env["KERAS_BACKEND"] = "tensorflow"
     env.update(extra)
     return env
+
+
+# Property-based tests (hypothesis): random examples on a developer's
+# machine, where a new failure is found and kept in .hypothesis/; the same
+# examples on every CI run (CI=true), so a submission's CI is reproducible.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI") == "true":
+    hypothesis.settings.load_profile("ci")
 
 
 @pytest.fixture

@@ -76,8 +76,11 @@ def validate_surrogate(surrogate, alpha):
 
 
 def surrogate_derivative(x, surrogate="sigmoid", alpha=None):
-    """The surrogate derivative dS/dx evaluated at `x` (a tensor)."""
+    """The surrogate derivative dS/dx evaluated at `x` (a tensor or array,
+    not a bare Python number)."""
     validation.check_array_like("x", x)
+    if not hasattr(x, "shape"):
+        raise validation.invalid("x", x, "a tensor or array (e.g. np.asarray(x))", error=TypeError)
     alpha = validate_surrogate(surrogate, alpha)
     return _DERIVATIVES[surrogate](x, alpha)
 
