@@ -203,7 +203,7 @@ class LIF(keras.layers.Layer):
         time_steps=None,
         **kwargs,
     ):
-        check_neuron_arguments(
+        neuron = check_neuron_arguments(
             tau=tau,
             v_threshold=v_threshold,
             v_reset=v_reset,
@@ -216,17 +216,7 @@ class LIF(keras.layers.Layer):
             "time_steps", time_steps, minimum=1, maximum=MAX_TIME_STEPS, allow_none=True
         )
         super().__init__(**kwargs)
-        self.cell = self.cell_class(
-            tau=tau,
-            v_threshold=v_threshold,
-            v_reset=v_reset,
-            decay_input=decay_input,
-            detach_reset=detach_reset,
-            surrogate=surrogate,
-            alpha=alpha,
-            dtype=self.dtype_policy,
-            name="cell",
-        )
+        self.cell = self.cell_class(**neuron, dtype=self.dtype_policy, name="cell")
         self.time_steps = time_steps
         self._backward = fuse_elementwise(
             functools.partial(backpropagate_through_time, self.cell)
