@@ -334,9 +334,11 @@ def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert all(int(r["steps"]) == DIGITS_STEPS for r in rows)
     # Model selection is on the validation split: the selected epoch is the
-    # first with the highest val_accuracy, and best_preset holds it.
+    # first with the highest val_accuracy (ties: the lowest val_loss), and
+    # best_preset holds it.
     val = [float(r["val_accuracy"]) for r in rows]
-    assert summary["best_epoch"] == int(np.argmax(val)) + 1
+    val_loss = [float(r["val_loss"]) for r in rows]
+    assert summary["best_epoch"] == max(range(len(rows)), key=lambda i: (val[i], -val_loss[i])) + 1
     assert summary["best_val_accuracy"] == pytest.approx(max(val))
     assert summary["val_accuracy"] == pytest.approx(val[-1])
     best_metadata = json.loads((output / "best_preset" / "metadata.json").read_text())
@@ -708,3 +710,24 @@ def test_a_failed_run_records_it_and_resume_finishes_it(tmp_path, tiny_digits_pr
     assert summary["status"] == "finished" and summary["resumed_after"] == failure
     assert summary["global_step"] == 2 * DIGITS_STEPS  # no step trained twice
     assert not (tmp_path / "run" / "failure.json").exists()
+
+
+def test_model_selection_breaks_accuracy_ties_by_validation_loss(tmp_path):
+    """A small validation split ties often (6 images: accuracy 1.0 from the
+    second epoch on): of equal accuracies, the lower validation loss wins."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    selected = []
+    callback = ResumableCheckpoint(
+        CheckpointDirectory(str(tmp_path / "ckpt")), steps_per_epoch=1,
+        on_new_best=lambda _, epoch, accuracy: selected.append((epoch, accuracy)),
+    )
+    callback.set_model(model)
+    epochs = [(0.5, 0.9), (1.0, 0.6), (1.0, 0.4), (1.0, 0.5), (0.8, 0.1), (1.0, 0.4)]
+    for epoch, (accuracy, loss) in enumerate(epochs):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": accuracy, "val_loss": loss})
+    # Epoch 2 beats epoch 1 (same accuracy, lower loss); 3 (higher loss), 4
+    # (lower accuracy) and 5 (an exact tie) do not.
+    assert selected == [(0, 0.5), (1, 1.0), (2, 1.0)]
+    assert (callback.state["best_epoch"], callback.best_val_accuracy) == (2, 1.0)

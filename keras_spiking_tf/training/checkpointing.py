@@ -4,9 +4,9 @@ A checkpoint is a directory `ckpt-<global step>/` holding
 `model.weights.h5` (model *and* optimizer variables, so the step counter and
 the learning-rate schedule resume too) and `state.json`: where the run is
 (epoch, step within the epoch, global step), the model selection so far
-(best validation accuracy and its epoch), the training time of all earlier
-segments, the running means of the epoch under way and one row per finished
-epoch. It is written into a hidden staging directory and renamed into place,
+(best validation accuracy, ties broken by the lower validation loss, and
+its epoch), the training time of all earlier segments, the running means
+of the epoch under way and one row per finished epoch. It is written into a hidden staging directory and renamed into place,
 so a run killed mid-save leaves the previous checkpoint intact and never a
 half-written one.
 
@@ -143,7 +143,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     Saves a checkpoint every `every_steps` steps and at each epoch end; at
     each epoch end it also appends the epoch's row (training means over the
     epoch's steps, validation metrics) to the history, rewrites
-    `metrics_path` from it, and, when the validation accuracy improved,
+    `metrics_path` from it, and, when the epoch is the new selected one (a
+    higher validation accuracy, or an equal one at a lower validation loss),
     calls `on_new_best(model, epoch, val_accuracy)` after the checkpoint
     that records it (`epoch` counts from 0, as in `metrics.csv`).
     Stops training with `NonFiniteLossError` at the first non-finite loss,
@@ -228,11 +229,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         means = self._epoch_means(logs)
         row = {"epoch": epoch, **means, "train_seconds": round(self.train_seconds(), 1)}
         row.update({k: float(v) for k, v in logs.items() if k.startswith("val_")})
+        improved = self._improves(row)
         self.state["history"].append(row)
         accuracy = row.get("val_accuracy")
-        improved = accuracy is not None and (
-            self.state["best_val_accuracy"] is None or accuracy > self.state["best_val_accuracy"]
-        )
         if improved:
             self.state["best_val_accuracy"] = accuracy
             self.state["best_epoch"] = epoch
@@ -241,6 +240,24 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             write_text_atomically(self.metrics_path, metrics_csv_text(self.state["history"]))
         if improved and self.on_new_best is not None:
             self.on_new_best(self.model, epoch, accuracy)
+
+    def _improves(self, row):
+        """Whether epoch `row` is the new selected epoch: a higher validation
+        accuracy, or the same with a lower validation loss (small validation
+        splits tie often, and the first epoch to reach a tie is rarely the
+        best trained)."""
+        accuracy = row.get("val_accuracy")
+        if accuracy is None:
+            return False
+        best = self.state["best_val_accuracy"]
+        if best is None or accuracy > best:
+            return True
+        if accuracy < best:
+            return False
+        best_row = next((r for r in self.state["history"]
+                         if r["epoch"] == self.state["best_epoch"]), {})
+        loss, best_loss = row.get("val_loss"), best_row.get("val_loss")
+        return loss is not None and best_loss is not None and loss < best_loss
 
     def _epoch_means(self, logs):
         """This epoch's training means so far, earlier segments included."""

@@ -3,7 +3,8 @@
 One call trains a preset on a data set with a recipe and writes, into
 `output_dir` (by default a fresh `runs/<preset>-<date>-<time>/` per run):
 `checkpoints/` (resumable), `tensorboard/`, `metrics.csv` (one row per
-epoch), `best_preset/` (the epoch with the best *validation* accuracy) and
+epoch), `best_preset/` (the epoch with the best *validation* accuracy; of equal
+accuracies, the lower validation loss) and
 `final_preset/` (KerasHub preset directories loadable with
 `keras_spiking_tf.from_preset`) and `summary.json`.
 
@@ -678,7 +679,7 @@ def run_training(config, announce=None):
             "splits": {
                 "test_accuracy": "test: the final model on the data set's test split",
                 "val_accuracy": "validation: the final model on the validation split",
-                "best_val_accuracy": "validation: the selected epoch (highest val_accuracy)",
+                "best_val_accuracy": "validation: the selected epoch (highest val_accuracy, then lowest val_loss)",
                 "best_test_accuracy": "test: the selected epoch's model (best_preset)",
                 "sizes": {"train": splits.num_train, "validation": splits.num_validation,
                           "test": splits.num_test},
