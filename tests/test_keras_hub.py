@@ -276,7 +276,8 @@ def test_imagenet_presets_decode_with_keras_hub_names():
 
 
 def test_class_names_must_match_the_head():
-    with pytest.raises(ValueError, match="class_names has 3 names for num_classes=10"):
+    with pytest.raises(ValueError, match="`class_names` must be one name per class, or None; got "
+                                         r".*It has 3 names for num_classes=10\."):
         keras_spiking_tf.from_preset("st_2_64_digits", class_names=["a", "b", "c"])
     fresh = keras_spiking_tf.from_preset("st_2_64_digits", num_classes=3,
                                          class_names=["cat", "dog", "emu"])

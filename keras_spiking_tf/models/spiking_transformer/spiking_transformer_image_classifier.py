@@ -611,8 +611,8 @@ def check_classifier_arguments(num_classes, preprocessor=None, activation=None,
         )
     if not class_names or (num_classes is not None and len(class_names) != num_classes):
         raise validation.invalid(
-            "class_names", class_names,
-            f"one name per class (num_classes={num_classes}), or None",
+            "class_names", class_names, "one name per class, or None",
+            hint=f"It has {len(class_names)} names for num_classes={num_classes}.",
         )
 
 
