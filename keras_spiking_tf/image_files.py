@@ -143,9 +143,9 @@ def decode_image_file(path, channels):
     Raises:
         BadImagesError: the file cannot be read or decoded.
     """
-    scan = scan_image_files([path], channels)
+    scan = scan_image_files([path], channels, keep_pixels=True)
     scan.raise_if_bad()
-    return np.asarray(convert_channels(read_image(path), channels))
+    return scan.pixels[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,12 +167,15 @@ class ImageScan:
             that were converted (e.g. `{(3, 1): 48}`: 48 RGB files to
             grayscale).
         channels: the channel count the files were decoded to.
+        pixels: with `keep_pixels`, one uint8 array `(H, W, channels)` per
+            file of `files`; else `None`.
     """
 
     files: list
     bad: list
     conversions: dict
     channels: int
+    pixels: list | None = None
 
     def raise_if_bad(self, fix="remove or replace them"):
         """Raises `BadImagesError` if any file was bad."""
@@ -211,7 +214,7 @@ def _short_reason(error):
     return message.strip().splitlines()[0].split(" [Op:")[0][:160]
 
 
-def scan_image_files(paths, channels, progress=None):
+def scan_image_files(paths, channels, progress=None, keep_pixels=False):
     """Decodes every file once and sorts them into good and bad.
 
     Args:
@@ -220,13 +223,17 @@ def scan_image_files(paths, channels, progress=None):
             files already have).
         progress: `None`, or a callable `progress(done, total)` called
             after each file.
+        keep_pixels: also keep each good file's pixels, converted to
+            `channels` (`ImageScan.pixels`), for callers that use them all
+            at once (`kst-predict`); a training folder is read again,
+            batch by batch, instead.
 
     Returns:
         An `ImageScan`.
     """
     import tensorflow as tf
 
-    files, bad, conversions = [], [], {}
+    files, bad, conversions, kept = [], [], {}, []
     for done, path in enumerate(paths, 1):
         try:
             pixels = read_image(path)
@@ -239,11 +246,14 @@ def scan_image_files(paths, channels, progress=None):
                     path, f"{native} channels, which a {channels}-channel model cannot take"))
             else:
                 files.append(path)
+                if keep_pixels:
+                    kept.append(np.asarray(convert_channels(pixels, channels)))
                 if native != channels:
                     conversions[(native, channels)] = conversions.get((native, channels), 0) + 1
         if progress is not None:
             progress(done, len(paths))
-    return ImageScan(files=files, bad=bad, conversions=conversions, channels=channels)
+    return ImageScan(files=files, bad=bad, conversions=conversions, channels=channels,
+                     pixels=kept if keep_pixels else None)
 
 
 def image_file_dataset(paths, labels, channels):

@@ -53,25 +53,23 @@ def check_flags():
 def load_images(paths, image_shape, skip_bad_images=False):
     """`(files, float32 0..255 images (N, H, W, C), bad files)` of the image
     files `paths` names, decoded to `image_shape`'s channels and resized to
-    its size as the evaluation pipeline resizes (bilinear)."""
+    its size as the evaluation pipeline resizes (bilinear); each file is
+    decoded once."""
     import numpy as np
     import tensorflow as tf
 
     from keras_spiking_tf import image_files
 
     height, width, channels = image_shape
-    scan = image_files.scan_image_files(image_files.list_image_files(paths), channels)
+    scan = image_files.scan_image_files(image_files.list_image_files(paths), channels,
+                                        keep_pixels=True)
     if scan.bad and not skip_bad_images:
         scan.raise_if_bad("remove or replace them, or pass --skip_bad_images")
     if not scan.files:
         raise ValueError("None of the image files could be read; nothing to classify.")
     images = np.stack([
-        tf.image.resize(
-            tf.cast(image_files.convert_channels(image_files.read_image(path), channels),
-                    tf.float32),
-            (height, width),
-        ).numpy()
-        for path in scan.files
+        tf.image.resize(tf.cast(pixels, tf.float32), (height, width)).numpy()
+        for pixels in scan.pixels
     ])
     return scan.files, np.clip(images, 0, 255), scan.bad
 
