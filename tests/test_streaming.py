@@ -15,6 +15,7 @@ from keras_spiking_tf.models import SpikingTransformerBackbone
 from keras_spiking_tf.models import SpikingTransformerImageClassifier
 from keras_spiking_tf.models import SpikingTransformerStepModel
 from keras_spiking_tf.models import predict_anytime
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_streaming as streaming
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
     running_logits,
 )
@@ -129,6 +130,154 @@ def test_running_logits_and_anytime_exit():
         expected_stop = int(np.argmax(confident)) if confident.any() else STEPS - 1
         assert stop == expected_stop
         assert middle.labels[sample] == per_step[sample, stop].argmax()
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def exit_rule(per_step, threshold):
+    """The exit rule on all T steps, independently: `(steps, probabilities)`."""
+    probabilities = softmax(per_step)
+    confident = probabilities.max(-1) >= threshold
+    confident[:, -1] = True
+    stop = confident.argmax(1)
+    return stop + 1, probabilities[np.arange(len(stop)), stop]
+
+
+def between(values):
+    """A threshold in the middle gap of `values`, away from every one (a
+    probability at the threshold could go either way by float rounding)."""
+    values = np.sort(values)
+    middle = len(values) // 2
+    return float((values[middle - 1] + values[middle]) / 2)
+
+
+class RowCounter:
+    """The batch size of each step call (wrapping `predict_on_batch`, test only)."""
+
+    def __init__(self, monkeypatch):
+        self.rows = []
+        original = SpikingTransformerStepModel.predict_on_batch
+
+        def predict_on_batch(step, inputs):
+            self.rows.append(len(inputs[0]))
+            return original(step, inputs)
+
+        monkeypatch.setattr(SpikingTransformerStepModel, "predict_on_batch", predict_on_batch)
+
+
+def check_early_exit(model, x, per_step, threshold, batch_size, monkeypatch):
+    """`predict_anytime` equals the exit rule applied to every step computed
+    (`per_step`, from `running_logits`), and computes only the rows still
+    running: returns the steps used."""
+    steps, probabilities = exit_rule(per_step, threshold)
+    with monkeypatch.context() as patch:
+        counter = RowCounter(patch)
+        result = predict_anytime(model, x, threshold=threshold, batch_size=batch_size)
+    np.testing.assert_array_equal(result.steps, steps)
+    np.testing.assert_array_equal(result.labels, probabilities.argmax(-1))
+    np.testing.assert_allclose(result.probabilities, probabilities, rtol=1e-5, atol=1e-6)
+    used = np.arange(per_step.shape[1]) < steps[:, None]
+    np.testing.assert_allclose(result.logits_per_step[used], per_step[used], rtol=1e-5, atol=1e-6)
+    assert np.all(np.isnan(result.logits_per_step[~used]))
+    chunks = [min(batch_size, len(x) - start) for start in range(0, len(x), batch_size)]
+    if streaming._compiles_per_batch_shape(streaming._step_model_of(model)):
+        # Padded to powers of two: at most twice the rows still running.
+        assert all(r in chunks or r & (r - 1) == 0 for r in counter.rows)
+        assert steps.sum() <= sum(counter.rows) <= 2 * steps.sum()
+    else:
+        assert sum(counter.rows) == steps.sum()  # exactly the steps used
+    assert sum(counter.rows) <= len(x) * per_step.shape[1]
+    # A batch ends when all of its samples have exited.
+    expected_calls = sum(int(steps[start : start + n].max())
+                         for start, n in zip(range(0, len(x), batch_size), chunks))
+    assert len(counter.rows) == expected_calls
+    return steps
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["exact", "padded"])
+@pytest.mark.parametrize("input_type", ["frames", "image"])
+def test_early_exit_equals_all_steps_and_drops_exited_rows(input_type, padded, monkeypatch):
+    model = tiny(input_type, channels=CHANNELS if input_type == "frames" else 3)
+    native = streaming._compiles_per_batch_shape(streaming._step_model_of(model))
+    if padded != native and keras.backend.backend() != "tensorflow":
+        pytest.skip("the other batch policy runs on TensorFlow (where both are cheap)")
+    x = frames(batch=10) if input_type == "frames" else np.random.default_rng(2).normal(
+        0, 1, (10, IMAGE, IMAGE, 3)).astype("float32")
+    monkeypatch.setattr(streaming, "_compiles_per_batch_shape", lambda step: padded)
+    per_step = running_logits(model, x, batch_size=4)
+    check = lambda threshold: check_early_exit(model, x, per_step, threshold, 4, monkeypatch)  # noqa: E731
+    assert np.all(check(1.01) == STEPS)  # nobody early
+    assert np.all(check(0.0) == 1)  # everybody at step 1
+    mixed = check(between(softmax(per_step[:, 0]).max(-1)))
+    assert 1 in mixed and np.any(mixed > 1)
+
+
+def test_dropping_rows_leaves_the_other_rows_exact():
+    """What the early exit relies on: every layer of a step acts on each
+    sample alone (BatchNormalization at inference included), so stepping a
+    subset of the rows with their state gives those rows' results."""
+    model = tiny()
+    for variable in model.weights:  # BatchNormalization statistics that matter
+        if "moving_mean" in variable.path:
+            variable.assign(np.random.default_rng(6).normal(0, 0.5, variable.shape))
+        elif "moving_variance" in variable.path:
+            variable.assign(np.random.default_rng(7).uniform(0.5, 2, variable.shape))
+    x = frames(batch=6)
+    step = SpikingTransformerStepModel(model)
+    _, _, *state = step([x[:, 0], *step.initial_state(6)])
+    state = [to_np(s) for s in state]
+    full = [to_np(t) for t in step([x[:, 1], *state])]
+    rows = np.array([1, 4, 5])
+    part = [to_np(t) for t in step([x[rows, 1], *[s[rows] for s in state]])]
+    for got, expected in zip(part, full):
+        np.testing.assert_allclose(got, expected[rows], rtol=1e-6, atol=1e-6)
+    charged = sum(int(np.any(membrane != 0)) for membrane in part[2:-2])
+    assert charged >= len(step.neurons) // 2  # the comparison is not of empty state
+
+
+def test_the_step_model_is_made_once_and_not_saved_with_the_classifier(tmp_path):
+    model = tiny()
+    model.save_weights(str(tmp_path / "before.weights.h5"))
+    predict_anytime(model, frames(), threshold=0.5)
+    step = streaming._step_model_of(model)
+    assert streaming._step_model_of(model) is step
+    running_logits(model, frames())
+    assert streaming._step_model_of(model) is step
+    assert step not in model._flatten_layers()
+    model.save_weights(str(tmp_path / "after.weights.h5"))
+    import h5py
+
+    def names(path):
+        found = []
+        with h5py.File(path) as file:
+            file.visit(found.append)
+        return found
+
+    assert names(tmp_path / "after.weights.h5") == names(tmp_path / "before.weights.h5")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="trained presets on TF (the tiny models above run on each backend)")
+@pytest.mark.parametrize("preset", ["st_2_64_digits", "st_2_64_event_digits"])
+def test_early_exit_of_the_shipped_presets_equals_all_steps(preset, monkeypatch):
+    import keras_spiking_tf
+    from keras_spiking_tf.training.datasets import load_digits_arrays
+
+    model = keras_spiking_tf.from_preset(preset)
+    if model.backbone.input_type == "frames":  # synthetic event counts
+        x = np.random.default_rng(8).poisson(
+            0.3, (16, model.backbone.time_steps, 16, 16, 2)).astype("float32")
+    else:
+        x = load_digits_arrays()[2][:16]
+    per_step = running_logits(model, x, batch_size=8)
+    check = lambda threshold: check_early_exit(model, x, per_step, threshold, 8, monkeypatch)  # noqa: E731
+    assert np.all(check(1.01) == model.backbone.time_steps)  # nobody early
+    assert np.all(check(0.0) == 1)  # everybody at step 1
+    mixed = check(between(softmax(per_step[:, 0]).max(-1)))
+    assert 1 in mixed and np.any(mixed > 1)
 
 
 @pytest.mark.parametrize("bad,message", [

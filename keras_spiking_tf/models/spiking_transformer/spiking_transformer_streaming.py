@@ -10,8 +10,9 @@ output, every spike equal.
 
 The running mean of the head's per-step logits is a valid prediction after
 any number of steps ("anytime" inference): `predict_anytime` stops each
-sample as soon as its top softmax probability reaches a threshold and
-reports how many steps it used.
+sample as soon as its top softmax probability reaches a threshold, drops it
+from the batch it is stepping (so the exit saves the remaining steps' work)
+and reports how many steps it used.
 
 Example:
 
@@ -189,7 +190,9 @@ class AnytimePrediction:
         probabilities: the softmax of the running logits when it stopped.
         steps: the time steps it used (1..T).
         logits_per_step: the running logits after each step,
-            `(batch, T, classes)` (all steps are computed for the batch).
+            `(batch, T, classes)`, for the steps each sample used: `NaN`
+            after its exit step (`steps`), since those steps are not
+            computed. `running_logits` computes every step.
     """
 
     labels: np.ndarray
@@ -198,8 +201,49 @@ class AnytimePrediction:
     logits_per_step: np.ndarray
 
 
+class _StepModelCache:
+    """Holds a classifier's step model (not a Keras object, so saving the
+    classifier, which walks its attributes, passes it by)."""
+
+    def __init__(self, step):
+        self.step = step
+
+
+def _step_model_of(classifier):
+    """The classifier's `SpikingTransformerStepModel`, made on first use and
+    kept with the classifier, so that repeated `running_logits` and
+    `predict_anytime` calls reuse its traced or compiled step instead of
+    tracing it again (about a second on TensorFlow, several on JAX)."""
+    cache = classifier.__dict__.get("_kst_step_model_cache")
+    if cache is None:
+        cache = _StepModelCache(SpikingTransformerStepModel(classifier))
+        object.__setattr__(classifier, "_kst_step_model_cache", cache)  # untracked
+    return cache.step
+
+
+def _compiles_per_batch_shape(step):
+    """Whether each new batch shape compiles the step anew: XLA (JAX, and
+    TensorFlow with XLA, which Keras enables on accelerators). TensorFlow
+    without XLA retraces at most twice (its second shape relaxes the batch
+    axis) and PyTorch runs eagerly, so there a shrinking batch costs
+    nothing."""
+    return bool(step.jit_compile) and not step.run_eagerly
+
+
+def _batches(classifier, x, batch_size):
+    """`x` in float32 NumPy chunks of `batch_size`, preprocessed."""
+    frames = classifier.backbone.input_type == "frames"
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if not frames and classifier.preprocessor is not None:
+            batch = classifier.preprocessor(ops.cast(batch, "float32"))
+        yield ops.convert_to_numpy(ops.cast(batch, "float32"))
+
+
 def running_logits(classifier, x, batch_size=64):
-    """The running-mean logits after each step, `(batch, T, classes)`.
+    """The running-mean logits after each step, `(batch, T, classes)`:
+    every step of every sample (`predict_anytime` stops each sample at its
+    exit).
 
     `x` is what `predict` takes: raw images (the preprocessor is applied)
     or frame sequences `(batch, T, ...)`.
@@ -208,15 +252,11 @@ def running_logits(classifier, x, batch_size=64):
     validation.check_array_like("x", x)
     batch_size = check_batch_size(batch_size)
     classifier.check_images(x)
-    step = SpikingTransformerStepModel(classifier)
+    step = _step_model_of(classifier)
     frames = classifier.backbone.input_type == "frames"
     steps = classifier.backbone.time_steps
     chunks = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        if not frames and classifier.preprocessor is not None:
-            batch = classifier.preprocessor(ops.cast(batch, "float32"))
-        batch = ops.convert_to_numpy(ops.cast(batch, "float32"))
+    for batch in _batches(classifier, x, batch_size):
         state = step.initial_state(len(batch))
         history = []
         for t in range(steps):
@@ -226,10 +266,42 @@ def running_logits(classifier, x, batch_size=64):
     return np.concatenate(chunks)
 
 
+def _probabilities(classifier, logits):
+    """The softmax of running logits (as they are after a softmax head)."""
+    if classifier.activation == "softmax":
+        return logits
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _computed_rows(live, computed, padded):
+    """How many rows the next step computes: the live ones, or with
+    `padded`, the power of two at or above them (at most `computed`)."""
+    if not padded:
+        return live
+    return min(computed, 1 << (live - 1).bit_length())
+
+
 def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     """Predicts with an exit rule: a sample stops at the first step whose
     running prediction has a top softmax probability of at least
     `threshold` (else at the last step, `T`).
+
+    The exit saves work: each batch of `batch_size` samples is stepped one
+    step at a time, and a sample that exits is dropped from the batch (its
+    rows of the state with it), so later steps compute only the samples
+    still running, and a batch ends when all of its samples have exited.
+    Dropping rows leaves the others as they were: every layer acts on each
+    sample alone (BatchNormalization at inference uses its moving
+    statistics), so the results are those of computing all `T` steps and
+    choosing afterwards (`running_logits`), up to float rounding. Where a
+    new batch shape means a new compilation (XLA: JAX, or TensorFlow on an
+    accelerator), the shrinking batch is padded up to the next power of two
+    with rows that have already exited, so only powers of two (besides the
+    batch sizes themselves) are ever compiled; on TensorFlow without XLA
+    and on PyTorch the batch shrinks exactly (a new shape costs nothing
+    there). The step model is made once per classifier and reused by later
+    calls.
 
     Args:
         classifier: a `SpikingTransformerImageClassifier` (logits out).
@@ -256,18 +328,45 @@ def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     validation.check_array_like("x", x)
     threshold = validation.check_number("threshold", threshold, minimum=0.0)
     batch_size = check_batch_size(batch_size)
-    per_step = running_logits(classifier, x, batch_size)
-    if classifier.activation == "softmax":
-        probabilities = per_step
-    else:
-        shifted = np.exp(per_step - per_step.max(axis=-1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
-    confident = probabilities.max(axis=-1) >= threshold
-    confident[:, -1] = True  # the last step always answers
-    stop = np.argmax(confident, axis=1)
-    rows = np.arange(len(per_step))
-    chosen = probabilities[rows, stop]
+    classifier.check_images(x)
+    step = _step_model_of(classifier)
+    padded = _compiles_per_batch_shape(step)
+    frames = classifier.backbone.input_type == "frames"
+    time_steps = classifier.backbone.time_steps
+    classes = classifier.num_classes
+    probabilities, steps, per_step = [], [], []
+    for batch in _batches(classifier, x, batch_size):
+        size = len(batch)
+        chosen = np.zeros((size, classes), "float32")
+        used = np.full(size, time_steps)
+        history = np.full((size, time_steps, classes), np.nan, "float32")
+        rows = np.arange(size)  # the sample of each computed row
+        live = np.ones(size, bool)  # whether that row has yet to exit
+        state = step.initial_state(size)
+        inputs = batch
+        for t in range(time_steps):
+            frame = batch[rows, t] if frames else inputs
+            logits, _, *state = step.predict_on_batch([frame, *state])
+            logits = np.asarray(ops.convert_to_numpy(logits))
+            history[rows[live], t] = logits[live]
+            probability = _probabilities(classifier, logits)
+            exits = live & ((probability.max(axis=-1) >= threshold) | (t == time_steps - 1))
+            chosen[rows[exits]] = probability[exits]
+            used[rows[exits]] = t + 1
+            live &= ~exits
+            if not live.any():
+                break  # the whole batch has exited
+            keep = _computed_rows(int(live.sum()), len(rows), padded)
+            if keep < len(rows):  # live rows first, then exited ones as padding
+                order = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)])[:keep]
+                rows, live = rows[order], live[order]
+                state = [ops.convert_to_numpy(s)[order] for s in state]
+                inputs = batch[rows]
+        probabilities.append(chosen)
+        steps.append(used)
+        per_step.append(history)
+    probabilities = np.concatenate(probabilities)
     return AnytimePrediction(
-        labels=chosen.argmax(-1), probabilities=chosen, steps=stop + 1,
-        logits_per_step=per_step,
+        labels=probabilities.argmax(-1), probabilities=probabilities,
+        steps=np.concatenate(steps), logits_per_step=np.concatenate(per_step),
     )
