@@ -49,6 +49,7 @@ from hypothesis import strategies as st
 
 import keras_spiking_tf
 from keras_spiking_tf import layers
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerBackbone
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerImageClassifier
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerStepModel
@@ -83,6 +84,7 @@ EXAMPLES = {
     "filters": 4,
     "kernel_size": 3,
     "hidden_dim": 16,
+    "embed_dims": (8, 16, 32, 48),
     "num_layers": 1,
     "num_classes": 5,
     "time_steps": 4,
@@ -123,6 +125,7 @@ EXAMPLES = {
     "representative_images": ARRAY,
     "verification_images": ARRAY,
     "verification_inputs": ARRAY,
+    "representative_inputs": ARRAY,
     "labels": ARRAY,
     "raw_image_size": (16, 16),
     "min_top1_agreement": 0.5,
@@ -247,6 +250,17 @@ def tiny_classifier():
         )
         _tiny["model"] = SpikingTransformerImageClassifier(backbone, num_classes=3)
     return _tiny["model"]
+
+
+def tiny_meta_spikeformer_backbone():
+    """A Meta-SpikeFormer backbone of one block per stage on 32x32 grey
+    images (built once)."""
+    if "meta_backbone" not in _tiny:
+        _tiny["meta_backbone"] = MetaSpikeFormerBackbone(
+            embed_dims=(8, 16, 32, 48), num_blocks=(1, 1, 1, 1, 1), num_heads=2,
+            time_steps=2, image_shape=(32, 32, 1),
+        )
+    return _tiny["meta_backbone"]
 
 
 def step_model():
@@ -400,6 +414,8 @@ def valid_value(label, parameter):
     if parameter.name == "model":
         return tiny_classifier()
     if parameter.name == "backbone":
+        if label.startswith("MetaSpikeFormer"):
+            return tiny_meta_spikeformer_backbone()
         return tiny_classifier().backbone
     if parameter.name in ("images", "verification_images", "representative_images",
                           "verification_inputs"):

@@ -12,3 +12,9 @@ from keras_spiking_tf.models.spiking_transformer import (
 )
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerStepModel
 from keras_spiking_tf.models.spiking_transformer import predict_anytime
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageClassifier
+from keras_spiking_tf.models.meta_spikeformer import (
+    MetaSpikeFormerImageClassifierPreprocessor,
+)
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageConverter
