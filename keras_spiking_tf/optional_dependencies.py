@@ -27,6 +27,7 @@ OPTIONAL_MODULES = {
     "onnxruntime": ("onnxruntime", "export"),
     "tf2onnx": ("tf2onnx", "export"),
     "ai_edge_litert": ("ai-edge-litert", "export"),
+    "tflite_micro": ("tflite-micro", "micro"),
     "jax": ("jax", "backends"),
     "torch": ("torch", "backends"),
     "tonic": ("tonic", "events"),

@@ -2,13 +2,15 @@
 # The project's test command (README "Quick start", run by .ci/run).
 #
 # Tests the *installed* package, not the source tree: install it first
-# (pip install ".[export,backends,test]", not editable). pytest runs from a
+# (pip install ".[export,backends,test,events,micro]", not editable). pytest runs from a
 # scratch directory, so the checkout is not on sys.path, and
 # KST_TEST_INSTALLED=1 makes tests/conftest.py stop the run if
 # keras_spiking_tf was imported from the checkout anyway.
 #
 # Whole suite on the TensorFlow backend, two workers; then the layer and
-# model and streaming tests again on JAX and PyTorch. Slow tests are excluded (-m "not slow").
+# model and streaming tests, and export from each backend
+# (test_export_backends.py), again on JAX and PyTorch. Slow tests are
+# excluded (-m "not slow").
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 scratch="$(mktemp -d)"
@@ -26,6 +28,7 @@ for backend in jax torch; do
     "$repo/tests/test_streaming.py" "$repo/tests/test_inference_graph.py" \
     "$repo/tests/test_own_images.py" "$repo/tests/test_input_checks.py" \
     "$repo/tests/test_fit_arrays.py" "$repo/tests/test_argument_validation.py" \
+    "$repo/tests/test_export_backends.py" \
     || status=$?
 done
 exit $status

@@ -427,15 +427,23 @@ def test_verification_in_batches_reports_what_one_batch_does(small, digits, tmp_
                            verification_images=images, labels=labels, batch_size=batch_size)
         for batch_size in (7, 40)
     }
+    # Counts and accuracies equal; the logit differences equal up to the
+    # rounding of ONNX Runtime's kernels, which block a batch of 7 and one
+    # of 40 differently (measured: 6.5e-9 apart).
     for field in VERIFICATION_FIELDS:
+        assert reports[7][field] == pytest.approx(reports[40][field], rel=1e-6, abs=1e-8), field
+    for field in ("num_samples", "top1_agreement", "num_samples_over_rounding", "accuracy_keras",
+                  "accuracy_exported", "accuracy_change"):
         assert reports[7][field] == reports[40][field], field
     assert reports[7]["batch_size"] == 7 and reports[40]["batch_size"] == 40
     assert reports[7]["batch_sizes_checked"] == [1, 7]
     reference = keras_logits(small, images)
     exported = load_exported(tmp_path / "b40.onnx")(preprocess(small, images))
     difference = np.abs(exported - reference)
-    assert reports[7]["max_abs_logit_diff"] == pytest.approx(difference.max(), rel=1e-6, abs=1e-9)
-    assert reports[7]["mean_abs_logit_diff"] == pytest.approx(difference.mean(), rel=1e-5, abs=1e-9)
+    # Keras' own batches round as differently as the runtime's (float32:
+    # a few 1e-9 on these logits), hence an absolute tolerance of 1e-7.
+    assert reports[7]["max_abs_logit_diff"] == pytest.approx(difference.max(), rel=1e-6, abs=1e-7)
+    assert reports[7]["mean_abs_logit_diff"] == pytest.approx(difference.mean(), rel=1e-5, abs=1e-7)
     assert reports[7]["top1_agreement"] == np.mean(exported.argmax(1) == reference.argmax(1))
     assert reports[7]["accuracy_keras"] == np.mean(reference.argmax(1) == labels)
 

@@ -37,6 +37,7 @@ CORE_MODULES = {
 DIRECT_IMPORTS = {
     ("layers/lif_cell.py", "jax"): "runs only under KERAS_BACKEND=jax, which has imported jax",
     ("training/precision.py", "jax"): "runs only under KERAS_BACKEND=jax",
+    ("edge_export/exporter.py", "jax"): "runs only under KERAS_BACKEND=jax",
     ("training/precision.py", "torch"): "runs only under KERAS_BACKEND=torch",
 }
 
@@ -64,7 +65,7 @@ def test_the_table_matches_pyproject_extras():
         names = {_requirement_name(r) for r in extras[extra]}
         assert package.lower() in names, f"{module}: {package!r} is not in extra {extra!r}"
     listed = {(package.lower(), extra) for package, extra in OPTIONAL_MODULES.values()}
-    for extra in ("export", "backends", "events"):
+    for extra in ("export", "backends", "events", "micro"):
         for requirement in extras[extra]:
             assert (_requirement_name(requirement), extra) in listed, (
                 f"pyproject's [{extra}] has {requirement!r}, which OPTIONAL_MODULES lacks"
@@ -148,6 +149,14 @@ def _step_runner(suffix):
     return call
 
 
+def _micro_step_runner(tmp_path):
+    from keras_spiking_tf.edge_export.streaming import StepRunner
+
+    path = tmp_path / "input_step.tflite"
+    path.write_bytes(b"not read: the runtime is missing")
+    StepRunner(path, format="litert_micro")
+
+
 def _event_data(tmp_path):
     from keras_spiking_tf.training.datasets import load_dataset
 
@@ -185,12 +194,13 @@ ENTRY_POINTS = {
     "ai_edge_litert": [_export("litert", ".tflite"), _load(".tflite"), _step_runner(".tflite"),
                        _litert_profile],
     "tonic": [_event_data],
+    "tflite_micro": [_export("litert_micro", ".tflite"), _micro_step_runner],
     # Imported by Keras itself under their backends (DIRECT_IMPORTS); the
     # entry point is require.
     "jax": [_require("jax")],
     "torch": [_require("torch"), _sdt_checkpoint],
 }
-NEEDS_TENSORFLOW = {"onnx", "tf2onnx", "onnxruntime", "ai_edge_litert"}
+NEEDS_TENSORFLOW = {"onnx", "tf2onnx", "onnxruntime", "ai_edge_litert", "tflite_micro"}
 
 
 def test_every_optional_module_has_an_entry_point_test():

@@ -6,6 +6,8 @@ r"""`kst-export`: export a preset to LiteRT, ONNX or SavedModel, verified agains
         --quantization int8 --dataset digits --output exports/digits_int8.tflite
     kst-export --preset st_2_64_digits --format onnx \
         --include_preprocessing --output exports/digits_raw.onnx
+    kst-export --preset st_2_64_digits --format litert_micro \
+        --quantization int8 --dataset digits --output exports/digits_micro.tflite
 
 (`python tools/export.py` in a checkout is the same program.) With
 --dataset digits the exported file is verified on the digits test split
@@ -32,6 +34,12 @@ error (one `error:` line, exit status 1) lower --batch_size, or
 
 Writes the file atomically (nothing is left behind on any error), prints a
 one-line summary and, with --report, writes the JSON report.
+
+Any backend: under KERAS_BACKEND=jax or torch the preset is loaded on that
+backend, the file is converted in a TensorFlow child process from the
+model's config and weights (the same file a TensorFlow export writes) and
+verified against the model on that backend
+(keras_spiking_tf/edge_export/tensorflow_bridge.py).
 """
 
 import json
@@ -184,7 +192,7 @@ def _main(argv):
 
     import keras_spiking_tf
     from keras_spiking_tf.edge_export import export
-    from keras_spiking_tf.edge_export.export_utils import default_batch_size
+    from keras_spiking_tf.edge_export.tensorflow_bridge import default_batch_size
 
     quantization = None if FLAGS.quantization == "none" else FLAGS.quantization
     calibration_data = check_calibration(
@@ -207,9 +215,14 @@ def _main(argv):
             FLAGS.dataset, FLAGS.data_dir, FLAGS.num_verification_images,
             FLAGS.num_calibration_images, FLAGS.seed,
         )
-    batch_size = FLAGS.batch_size or default_batch_size(model)
+    batch_size = FLAGS.batch_size
+    if batch_size is None and (keras.backend.backend() == "tensorflow" or not trained):
+        # On JAX and PyTorch this traces the model in a TensorFlow process,
+        # needed only for the BatchNorm calibration below; else export's own
+        # TensorFlow process chooses it (the report says which).
+        batch_size = default_batch_size(model)
     FLAGS.batch_size = batch_size  # an out-of-memory error names the value in use
-    bn_images = min(batch_size, len(calibration))
+    bn_images = min(batch_size or len(calibration), len(calibration))
     if not trained:
         calibrate_batch_norm(model, model.preprocessor(calibration[:bn_images].astype("float32")))
     report = export(
@@ -256,6 +269,8 @@ def _main(argv):
             f", accuracy Keras {report['accuracy_keras']:.4f} / exported "
             f"{report['accuracy_exported']:.4f}"
         )
+    if report.get("arena_bytes") is not None:  # --format litert_micro
+        summary += f"; TFLM tensor arena {report['arena_bytes']} bytes"
     print(summary)
 
 

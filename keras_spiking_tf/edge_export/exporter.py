@@ -49,9 +49,14 @@ Inputs and outputs are float32 unless `int8_io=True`.
 Every export is written atomically: to a temporary file (or directory) in
 the destination's directory, verified there, then renamed into place; an
 error at any stage leaves nothing behind.
+
+On JAX and PyTorch the same export runs in a TensorFlow child process on
+the model's config and weights (`tensorflow_bridge.py`), and the file is
+verified again here against the model as given (`_export_through_tensorflow`).
 """
 import dataclasses
 import functools
+import os
 import time
 
 import keras
@@ -101,9 +106,12 @@ def export(
             classifier taking normalised images works).
         path: destination: a `.tflite` file (LiteRT), an `.onnx` file, or a
             SavedModel directory. Its parent directory is created if needed.
-        format: `"litert"`, `"onnx"` or `"saved_model"`.
+        format: `"litert"`, `"onnx"`, `"saved_model"` or `"litert_micro"`
+            (a batch-1, static-shape `.tflite` file for TFLM on
+            microcontrollers; `litert_micro.py`).
         quantization: `None`, `"float16"`, `"dynamic_int8"` or `"int8"`
-            (LiteRT only; see the module docstring for what each does).
+            (LiteRT only, `litert_micro`: `None` or `"int8"`; see the module
+            docstring for what each does).
         representative_images: calibration images, required for `"int8"`.
         include_preprocessing: bake the model's preprocessor (resize +
             normalisation) into the graph: the file then takes raw 0..255
@@ -187,25 +195,28 @@ def export(
     report["top1_agreement"], report["accuracy_exported"]
     ```
     """
-    _check_arguments(
-        model=model, path=path, format=format, quantization=quantization,
-        representative_images=representative_images,
-        include_preprocessing=include_preprocessing, output_kind=output_kind, verify=verify,
-        verification_images=verification_images, labels=labels, input_dtype=input_dtype,
-        int8_io=int8_io, raw_image_size=raw_image_size, preprocess_images=preprocess_images,
-        optimize_graph=optimize_graph, num_verification_images=num_verification_images,
-        min_top1_agreement=min_top1_agreement, batch_size=batch_size, seed=seed,
-    )
+    arguments = dict(locals())  # every argument, by name
+    _check_arguments(**arguments)
     purpose = f"export(format={format!r})"
     for module_name in FORMATS[format].converter_modules + (
         FORMATS[format].runtime_modules if verify else ()
     ):
         require(module_name, purpose)
     if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "keras_spiking_tf.edge_export converts through TensorFlow; run with "
-            f"KERAS_BACKEND=tensorflow (current backend: {keras.backend.backend()})."
-        )
+        return _export_through_tensorflow(**arguments)
+    report, _ = _export_here(**arguments)
+    return report
+
+
+def _export_here(model, path, format, quantization, representative_images,
+                 include_preprocessing, output_kind, verify, verification_images, labels,
+                 *, input_dtype, int8_io, raw_image_size, preprocess_images, optimize_graph,
+                 num_verification_images, min_top1_agreement, batch_size, seed, staging=None):
+    """`export`'s work on the TensorFlow backend, the arguments checked;
+    returns the report and the graph inputs verified on (`None` without
+    verification). With `staging` (an entry the caller reserved with
+    `export_utils.reserve`) the file is written there and the caller moves
+    it into place or removes it."""
     model = export_utils.in_float32(model)
     reference_model, input_spec = _graph_model(
         model, include_preprocessing, output_kind, input_dtype, raw_image_size
@@ -238,7 +249,11 @@ def export(
                 num_verification_images, seed,
             )
         inputs = to_inputs(verification_images)
-    path, staging = export_utils.reserve(path, format)
+    owns_staging = staging is None
+    if owns_staging:
+        path, staging = export_utils.reserve(path, format)
+    else:
+        path = os.path.abspath(os.fspath(path))
     module = format_module(format)
     try:
         started = time.perf_counter()
@@ -262,7 +277,7 @@ def export(
             file_bytes=export_utils.size(staging),
             input={
                 "name": input_spec.name,
-                "shape": [None, *input_spec.shape[1:]],
+                "shape": described.get("input_shape") or [None, *input_spec.shape[1:]],
                 "dtype": described["input_dtype"] or input_spec.dtype.name,
             },
             output_dtype=described["output_dtype"],
@@ -276,24 +291,100 @@ def export(
             started = time.perf_counter()
             if format == "litert":
                 module.probe(staging, inputs[:1])
+            if format == "litert_micro":  # runs it in TFLM in a child first; the arena
+                report = dataclasses.replace(report, **module.memory(staging))
             checks = verify_against_keras(
                 reference_model, staging, format, inputs, labels, batch_size
             )
             report = dataclasses.replace(
                 report, **checks, verify_seconds=round(time.perf_counter() - started, 2)
             )
-            if min_top1_agreement is not None and report.top1_agreement < min_top1_agreement:
-                raise ExportVerificationError(
-                    f"Top-1 agreement with Keras {report.top1_agreement:.4f} is "
-                    f"below min_top1_agreement={min_top1_agreement} on "
-                    f"{report.num_samples} images (max |logit diff| "
-                    f"{report.max_abs_logit_diff:.3g}); nothing written to '{path}'."
-                )
-        export_utils.move_into_place(staging, path, format)
+            _check_agreement(report, min_top1_agreement, path)
+        if owns_staging:
+            export_utils.move_into_place(staging, path, format)
     except BaseException:
-        export_utils.remove(staging)
+        if owns_staging:
+            export_utils.remove(staging)
         raise
+    return report, inputs
+
+
+def _check_agreement(report, min_top1_agreement, path):
+    if min_top1_agreement is not None and report.top1_agreement < min_top1_agreement:
+        raise ExportVerificationError(
+            f"Top-1 agreement with Keras {report.top1_agreement:.4f} is "
+            f"below min_top1_agreement={min_top1_agreement} on "
+            f"{report.num_samples} images (max |logit diff| "
+            f"{report.max_abs_logit_diff:.3g}); nothing written to '{path}'."
+        )
+
+
+ARRAY_ARGUMENTS = ("representative_images", "verification_images", "labels")
+
+
+def _export_through_tensorflow(model, path, **options):
+    """`export` on JAX or PyTorch (`tensorflow_bridge`): the file is
+    converted and verified in a TensorFlow child process from the model's
+    config and weights, then verified here against `model` itself on the
+    same inputs; the report's agreement is with `model`."""
+    from keras_spiking_tf.edge_export import tensorflow_bridge
+
+    format = options["format"]
+    arrays = {name: options.pop(name) for name in ARRAY_ARGUMENTS}
+    if options["verify"]:  # before anything is written, as on TensorFlow
+        reference_model, _, _ = _keras_graph_model(
+            export_utils.in_float32(model), options["include_preprocessing"],
+            options["output_kind"], options["input_dtype"], options["raw_image_size"],
+        )
+    with tensorflow_bridge.reserved(path, format) as (path, staging):
+        result, returned = tensorflow_bridge.run(
+            "export", model, arrays, dict(options, path=path, staging=staging)
+        )
+        report = ExportReport(**result)
+        if options["verify"]:
+            started = time.perf_counter()
+            checks = verify_against_keras(
+                _compiled(reference_model), staging, format, returned["inputs"], arrays["labels"],
+                report.batch_size,
+            )
+            report = dataclasses.replace(
+                report, **checks,
+                verify_seconds=round(report.verify_seconds + time.perf_counter() - started, 2),
+            )
+            _check_agreement(report, options["min_top1_agreement"], path)
+        export_utils.move_into_place(staging, path, format)
     return report
+
+
+def _compiled(model):
+    """`model` as the verification calls it, `model(batch, training=False)`,
+    compiled as `predict` compiles it: on JAX with `jax.jit` (op by op, a
+    Spiking Transformer's unrolled time steps take 20-30 s to dispatch the
+    first time; the jitted call gives the same values as `model.predict`);
+    on the other backends `model` itself."""
+    if keras.backend.backend() != "jax":
+        return model
+    import jax
+
+    function = jax.jit(
+        lambda trainable, non_trainable, batch: model.stateless_call(
+            trainable, non_trainable, batch, training=False
+        )[0]
+    )
+    trainable = [variable.value for variable in model.trainable_variables]
+    non_trainable = [variable.value for variable in model.non_trainable_variables]
+    return lambda batch, training=False: function(trainable, non_trainable, batch)
+
+
+def export_in_child(model, arrays, options):
+    """`tensorflow_bridge`'s `"export"` job, in the TensorFlow child."""
+    options = dict(options)
+    if options.get("raw_image_size") is not None:
+        options["raw_image_size"] = tuple(options["raw_image_size"])
+    report, inputs = _export_here(
+        model, **{name: arrays.get(name) for name in ARRAY_ARGUMENTS}, **options
+    )
+    return dataclasses.asdict(report), ({} if inputs is None else {"inputs": inputs})
 
 
 MAX_IMAGE_SIDE = 16384  # raw_image_size's largest height or width
@@ -344,6 +435,8 @@ def _check_arguments(*, model, path, format, quantization, representative_images
     export_utils.check_batch_size(batch_size)
     validation.check_integer("seed", seed, minimum=0, maximum=MAX_SEED)
     # Combinations.
+    if format == "litert_micro":
+        format_module(format).check_options(quantization)
     if quantization not in FORMATS[format].quantizations:
         raise ValueError(
             f"quantization={quantization!r} is implemented for format='litert' "
@@ -380,6 +473,15 @@ def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_ima
     """The Keras model to convert and its input `tf.TensorSpec`."""
     import tensorflow as tf
 
+    wrapper, shape, dtype = _keras_graph_model(
+        model, include_preprocessing, output_kind, input_dtype, raw_image_size
+    )
+    return wrapper, tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name="images")
+
+
+def _keras_graph_model(model, include_preprocessing, output_kind, input_dtype, raw_image_size):
+    """The Keras model whose outputs the exported graph computes (on any
+    backend), its input shape (without the batch axis) and input dtype."""
     image_shape = tuple(model.inputs[0].shape[1:])
     activation = getattr(model, "activation", None)
     if output_kind == "logits" and activation not in (None, "linear"):
@@ -389,7 +491,7 @@ def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_ima
         )
     add_softmax = output_kind == "probabilities" and activation != "softmax"
     if not include_preprocessing and not add_softmax:
-        return model, tf.TensorSpec((None, *image_shape), tf.float32, name="images")
+        return model, image_shape, "float32"
     if include_preprocessing:
         height, width = raw_image_size or image_shape[:2]
         shape = (int(height), int(width), image_shape[-1])
@@ -406,7 +508,7 @@ def _graph_model(model, include_preprocessing, output_kind, input_dtype, raw_ima
     if add_softmax:
         outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(outputs)
     wrapper = keras.Model(inputs, outputs, name=f"{model.name}_export")
-    return wrapper, tf.TensorSpec((None, *shape), tf.as_dtype(inputs.dtype), name="images")
+    return wrapper, shape, inputs.dtype
 
 
 def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, images,
@@ -424,7 +526,7 @@ def _graph_inputs(model, include_preprocessing, preprocess_images, input_spec, i
         )
     else:
         inputs = images.astype("float32")
-    if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected:
+    if inputs.ndim != len(expected) + 1 or tuple(inputs.shape[1:]) != expected:  # frames: 5-D
         raise ValueError(
             f"Images shaped {images.shape} give graph inputs shaped "
             f"{inputs.shape}; the exported graph takes (batch, "

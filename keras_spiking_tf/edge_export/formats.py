@@ -6,6 +6,10 @@ the module that implements each.
 | `litert`      | `.tflite` file        | LiteRT interpreter   | float16, dynamic_int8, int8 | `litert.py` |
 | `onnx`        | `.onnx` file          | ONNX Runtime         | none                     | `onnx.py` |
 | `saved_model` | directory (`saved_model.pb`) | TensorFlow    | none                     | `saved_model.py` |
+| `litert_micro` | `.tflite` file, batch 1, static shapes | TFLM interpreter (microcontrollers) | int8 | `litert_micro.py` |
+
+A `.tflite` path is taken to be `litert` (`format_of_path`): a micro file
+is written and loaded with `format="litert_micro"` asked for explicitly.
 
 Each format module has the same small interface, as Keras' own
 `keras/src/export/` modules: `convert(graph_model, input_spec, path,
@@ -23,7 +27,7 @@ class ExportFormat:
     """One export format.
 
     Attributes:
-        name: `"litert"`, `"onnx"` or `"saved_model"`.
+        name: `"litert"`, `"onnx"`, `"saved_model"` or `"litert_micro"`.
         suffix: the file name's suffix (`""` for a directory).
         is_directory: whether an export is a directory.
         quantizations: the `quantization=` values it takes (`None` first).
@@ -51,6 +55,9 @@ FORMATS = {
         ExportFormat("onnx", ".onnx", False, (None,), "keras_spiking_tf.edge_export.onnx",
                      converter_modules=("tf2onnx", "onnx"), runtime_modules=("onnxruntime",)),
         ExportFormat("saved_model", "", True, (None,), "keras_spiking_tf.edge_export.saved_model"),
+        ExportFormat("litert_micro", ".tflite", False, (None, "int8"),
+                     "keras_spiking_tf.edge_export.litert_micro",
+                     converter_modules=("ai_edge_litert",), runtime_modules=("tflite_micro",)),
     )
 }
 QUANTIZATIONS = FORMATS["litert"].quantizations
@@ -72,7 +79,7 @@ def format_of_path(path):
             f"'{path}' is a directory without saved_model.pb; pass a .tflite "
             "file, an .onnx file or a SavedModel directory."
         )
-    for spec in FORMATS.values():
+    for spec in FORMATS.values():  # litert before litert_micro: `.tflite` is litert
         if spec.suffix and path.endswith(spec.suffix):
             return spec.name
     raise ValueError(

@@ -40,7 +40,11 @@ def convert(graph_model, input_spec, path, quantization=None, representative=Non
 
 
 def _convert(graph_model, input_spec, quantization, representative, batch_size,
-                    int8_io=False):
+                    int8_io=False, int8_operators=None, calibration_batch=None):
+    """The LiteRT flatbuffer of `graph_model` (bytes). `int8_operators`: the
+    operators `"int8"` quantizes (default `INT8_OPERATORS`);
+    `calibration_batch`: images per calibration batch (default
+    `min(batch_size, 16)`; 1 for a graph with a static batch of 1)."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="keras_spiking_tf_export_") as saved_model_dir:
@@ -64,7 +68,8 @@ def _convert(graph_model, input_spec, quantization, representative, batch_size,
                 return quiet(converter.convert)
             if quantization == "dynamic_int8":
                 return quiet(converter.convert)
-            return quiet(_convert_int8, converter, representative, batch_size, int8_io)
+            return quiet(_convert_int8, converter, representative,
+                         calibration_batch or batch_size, int8_io, int8_operators)
         except Exception as error:
             raise ExportError(
                 f"LiteRT conversion (quantization={quantization!r}) with builtin "
@@ -74,11 +79,15 @@ def _convert(graph_model, input_spec, quantization, representative, batch_size,
             ) from error
 
 
-def _convert_int8(converter, representative, batch_size, int8_io=False):
-    """Selective int8 quantization (module docstring): int8 synapses."""
+def _convert_int8(converter, representative, batch_size, int8_io=False, int8_operators=None):
+    """Selective int8 quantization (module docstring): int8 synapses, or the
+    operators `int8_operators`. `representative`: images, or a callable
+    returning the calibration samples (each the converter's list of inputs)."""
     import tensorflow as tf
 
     def dataset():
+        if callable(representative):
+            return representative()
         return representative_batches(representative, batch_size)
 
     converter.representative_dataset = dataset
@@ -86,7 +95,8 @@ def _convert_int8(converter, representative, batch_size, int8_io=False):
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
-    denylisted_ops = sorted(set(_builtin_names().values()) - set(INT8_OPERATORS))
+    int8_operators = INT8_OPERATORS if int8_operators is None else int8_operators
+    denylisted_ops = sorted(set(_builtin_names().values()) - set(int8_operators))
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_ops=denylisted_ops, fully_quantize=int8_io
     )

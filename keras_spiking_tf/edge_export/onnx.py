@@ -3,6 +3,7 @@ tf2onnx, then `fuse_clips`), the ONNX Runtime runner, the operators."""
 
 import collections
 
+import keras
 import numpy as np
 
 from keras_spiking_tf.edge_export.export_utils import cast_images
@@ -17,7 +18,9 @@ def convert(graph_model, input_spec, path, **unused):
     """Writes `graph_model` as an ONNX file at `path`."""
     require("tf2onnx", EXPORTING)  # what Keras' ONNX export converts with
     onnx = require("onnx", EXPORTING)
-    quiet(graph_model.export, path, format="onnx", verbose=False, input_signature=[input_spec])
+    # Keras' own exporter, not the classifier's `export` override (which calls `export`).
+    quiet(keras.Model.export, graph_model, path, format="onnx", verbose=False,
+          input_signature=[input_spec])
 
     model = onnx.load(path)
     if fuse_clips(model.graph):

@@ -28,6 +28,13 @@ class ExportReport(collections.abc.Mapping):
             labels); `batch_sizes_checked`. `None` without verification.
         batch_size: how many images went through a model at once
             (preprocessing, verification, int8 calibration).
+        arena_bytes, arena_head_bytes, arena_tail_bytes: `litert_micro`
+            only (`None` otherwise, or without verification): the tensor
+            arena the TFLM interpreter used (`arena_size` to give it), its
+            head (planned activations) and tail (persistent per-operator
+            data); `arena_peak_tensors`: the largest tensors live where the
+            activations peak (`litert_micro.peak_tensors`);
+            `fits_1mb_flash_256kb_ram`: file <= 1 MiB and arena <= 256 KiB.
 
     Example:
 
@@ -62,6 +69,11 @@ class ExportReport(collections.abc.Mapping):
     accuracy_change: float | None = None
     batch_sizes_checked: list | None = None
     batch_size: int | None = None
+    arena_bytes: int | None = None
+    arena_head_bytes: int | None = None
+    arena_tail_bytes: int | None = None
+    arena_peak_tensors: list | None = None
+    fits_1mb_flash_256kb_ram: bool | None = None
 
     def __getitem__(self, key):
         if key not in self.__dataclass_fields__:

@@ -1,6 +1,7 @@
 """TensorFlow SavedModel (a directory): conversion (Keras'
 `model.export(format="tf_saved_model")`) and the runner."""
 
+import keras
 import numpy as np
 
 from keras_spiking_tf.edge_export.export_utils import cast_images
@@ -9,7 +10,8 @@ from keras_spiking_tf.edge_export.export_utils import quiet
 
 def convert(graph_model, input_spec, path, **unused):
     """Writes `graph_model` as a SavedModel directory at `path`."""
-    quiet(graph_model.export, path, format="tf_saved_model", verbose=False,
+    # Keras' own exporter, not the classifier's `export` override (which calls `export`).
+    quiet(keras.Model.export, graph_model, path, format="tf_saved_model", verbose=False,
           input_signature=[input_spec])
 
 

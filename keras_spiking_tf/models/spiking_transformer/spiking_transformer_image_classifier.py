@@ -330,6 +330,74 @@ class SpikingTransformerImageClassifier(ImageClassifier):
         T (for the TET loss and for looking at how a prediction forms)."""
         return keras.Model(self.inputs, self.output_dense.output, name=f"{self.name}_per_step")
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Keras' `model.export`, through `keras_spiking_tf.export`: the
+        verified, optimised file, on every backend (JAX and PyTorch convert
+        in a TensorFlow child process; see `edge_export/tensorflow_bridge.py`).
+
+        Args:
+            filepath: the file (`.tflite`, `.onnx`) or SavedModel directory.
+            format: `"tf_saved_model"` (Keras' default; also `"saved_model"`),
+                `"litert"`, `"onnx"`, or any other format of
+                `keras_spiking_tf.edge_export.FORMATS`. Keras' `"openvino"`
+                and `"torch"` are refused (`keras.Model.export(model, ...)`
+                is Keras' own, unverified exporter).
+            verbose: `None` or `True`: print one line (what was written, its
+                agreement with this model); `False`: print nothing.
+            input_signature: must be `None`: the file's input is the
+                model's image shape with a dynamic batch axis (for raw
+                images of another size: `include_preprocessing=True,
+                raw_image_size=(height, width)`).
+            **kwargs: `keras_spiking_tf.export`'s other arguments
+                (`quantization`, `include_preprocessing`,
+                `verification_images`, `min_top1_agreement`, ...).
+
+        Returns:
+            The `ExportReport` of `keras_spiking_tf.export` (Keras' own
+            `export` returns `None`).
+
+        Raises:
+            ValueError: a format this library does not export, an
+                `input_signature`, or any of `keras_spiking_tf.export`'s.
+
+        Example:
+
+        ```python
+        report = model.export("digits.tflite", format="litert")
+        report["top1_agreement"], report["ops"]
+        ```
+        """
+        from keras_spiking_tf.edge_export import FORMATS
+        from keras_spiking_tf.edge_export import export
+
+        validation.check_bool("verbose", verbose, allow_none=True)
+        keras_names = {"tf_saved_model": "saved_model"}  # Keras' name -> ours; others as they are
+        name = keras_names.get(format, format) if isinstance(format, str) else None
+        if name not in FORMATS:
+            raise ValueError(
+                f"model.export(format={format!r}) is not a format keras_spiking_tf exports; "
+                f"use one of {sorted({*FORMATS, *keras_names})}. (Keras' own "
+                f"exporter, without this library's verification: keras.Model.export(model, "
+                f"path, format={format!r}).)"
+            )
+        if input_signature is not None:
+            raise ValueError(
+                "model.export(input_signature=...) is not supported: the file takes the "
+                "model's image shape with a dynamic batch axis. For raw images of another "
+                "size pass include_preprocessing=True, raw_image_size=(height, width)."
+            )
+        report = export(self, filepath, format=name, **kwargs)
+        if verbose is not False:
+            summary = f"Saved artifact at '{report.path}' ({name}, {report.file_bytes} bytes)"
+            if report.top1_agreement is not None:
+                summary += (
+                    f"; top-1 agreement with this model {report.top1_agreement:.4f} on "
+                    f"{report.num_samples} images"
+                )
+            print(summary + ".")
+        return report
+
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`, with array inputs checked first
         (`check_images`: errors for what cannot work, an `InputWarning` for
