@@ -440,3 +440,22 @@ def test_float64_matches_reference_exactly():
     logits = to_np(model(x))
     assert logits.dtype == np.float64 and np.std(logits) > 0.05
     np.testing.assert_array_equal(logits, expected)
+
+
+def test_library_checkpoint_map_agrees_with_this_test_map(parity_case):
+    """`meta_spikeformer_checkpoint` (the converter's map, a walk of the
+    layers) names and lays out every weight as this test's regex map does."""
+    from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_checkpoint import (
+        checkpoint_tensors,
+        to_keras_layout,
+    )
+
+    state = parity_case.reference.state_dict()
+    tensors = checkpoint_tensors(parity_case.model)
+    assert len(tensors) == len(parity_case.model.weights)
+    for key, (variable, layout) in tensors.items():
+        layer_path, name = variable.path.rsplit("/", 1)
+        assert key == f"{reference_name(layer_path)}.{_VARIABLES[name]}", variable.path
+        np.testing.assert_array_equal(
+            to_keras_layout(layout, state[key].detach().numpy()),
+            keras_layout(variable.path, state[key]))

@@ -1,4 +1,4 @@
-r"""`kst-convert-sdt`: convert a Spike-driven Transformer (SDT) PyTorch checkpoint to a Keras preset.
+r"""`kst-convert-sdt`: convert a Spike-driven Transformer (v1 or V2) checkpoint to a Keras preset.
 
     kst-convert-sdt --checkpoint 8_512.pth.tar \
         --preset sdt_8_512_imagenet --output_dir presets_local/sdt_8_512_imagenet
@@ -6,12 +6,16 @@ r"""`kst-convert-sdt`: convert a Spike-driven Transformer (SDT) PyTorch checkpoi
     kst-convert-sdt --checkpoint 8_512.pth.tar \
         --preset sdt_8_512_imagenet --output_dir presets_local/st_8_512_init \
         --init_attention a2os2a
+    # the official SDT V2 (Meta-SpikeFormer) checkpoint; the preset names the family:
+    kst-convert-sdt --checkpoint 55M_kd.pth \
+        --preset sdt_v2_8_512_imagenet --output_dir presets_local/sdt_v2_8_512_imagenet
 
 (`python tools/convert_sdt_checkpoint.py` in a checkout is the same
 program.) Needs PyTorch to read the file (pip install torch==2.13.0, CPU
 wheel). The checkpoint is unpickled with `weights_only=True`: tensors and
 SDT's `argparse.Namespace` arguments only; a file asking for anything else
-is refused. Load the result with `keras_spiking_tf.from_preset("<output_dir>")`.
+is refused. Load the result with `keras_spiking_tf.from_preset("<output_dir>")`
+(V2: `MetaSpikeFormerImageClassifier.from_preset("<output_dir>")`).
 """
 
 from absl import flags
@@ -23,15 +27,15 @@ flags.DEFINE_string(
     "preset",
     None,
     "Target architecture: a built-in preset of the checkpoint's size "
-    "(sdt_{L}_{D}_imagenet) or a preset directory.",
+    "(sdt_{L}_{D}_imagenet; SDT V2: sdt_v2_8_{C2}_imagenet) or a preset directory.",
 )
 flags.DEFINE_string("output_dir", None, "Preset directory to write.")
 flags.DEFINE_string(
     "init_attention",
     None,
     "Load the SDT weights into a model with this attention instead of the "
-    "preset's, one of the registered attentions (a2os2a: the st_* model of the "
-    "same size, for fine-tuning).",
+    "preset's, one of the registered attentions (a2os2a: the st_* / st_v2_* model "
+    "of the same size, for fine-tuning).",
 )
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
 flags.mark_flags_as_required(["checkpoint", "preset", "output_dir"])
@@ -58,10 +62,14 @@ def _main(argv):
     if details:
         source += f" ({', '.join(details)})"
     print(f"Read {source}.")
+    if report["family"] == "sdt_v2":
+        size = (f"widths {report['embed_dims']}, blocks {report['num_blocks']}, "
+                f"{'with' if report['kd'] else 'without'} KD head")
+    else:
+        size = f"L={report['num_layers']}, D={report['hidden_dim']}"
     print(
         f"Built '{report['preset']}': {report['attention']} attention, "
-        f"L={report['num_layers']}, D={report['hidden_dim']}, "
-        f"{report['num_classes']} classes."
+        f"{size}, {report['num_classes']} classes."
     )
     print(
         f"Converted {report['num_tensors']} tensors ({report['num_values']:,} values)."
@@ -78,7 +86,9 @@ def _main(argv):
             "fine-tuning, not a trained A2OS2A model."
         )
     print(f"Wrote preset {report['output_dir']}")
-    print(f"Load it with keras_spiking_tf.from_preset({report['output_dir']!r}).")
+    loader = ("MetaSpikeFormerImageClassifier.from_preset" if report["family"] == "sdt_v2"
+              else "keras_spiking_tf.from_preset")
+    print(f"Load it with {loader}({report['output_dir']!r}).")
     return 0
 
 

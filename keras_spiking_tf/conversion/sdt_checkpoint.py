@@ -1,4 +1,4 @@
-"""Convert Spike-driven Transformer (SDT) PyTorch checkpoints to Keras presets.
+"""Convert Spike-driven Transformer (SDT v1 and V2) PyTorch checkpoints to Keras presets.
 
 SDT (Yao et al., NeurIPS 2023) publishes ImageNet checkpoints (T=4) for the
 sizes 8-384, 6-512, 8-512, 10-512 and 8-768. Their weights map one to one
@@ -23,6 +23,12 @@ Keras BN has no equivalent and inference does not use it) and SDT's unused
 have, any key it needs that is missing, and any shape mismatch is an error:
 the conversion never produces a partly random model.
 
+SDT V2 (Meta-SpikeFormer, SPEC §10): the official checkpoint
+`{"model": state_dict, "optimizer", "epoch", "scaler", "args"}` converts
+into the `sdt_v2_{L}_{D}_imagenet` presets (and, for fine-tuning, the
+`st_v2_*` ones); the preset names the family, and the key map is the
+family's own (`models/meta_spikeformer/meta_spikeformer_checkpoint.py`).
+
 Example:
 
 ```python
@@ -44,9 +50,16 @@ import numpy as np
 
 from keras_spiking_tf import validation
 from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
+from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageClassifier
+from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_checkpoint as v2_keys
+from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_presets import (
+    PRESETS as V2_PRESETS,
+)
 from keras_spiking_tf.models.spiking_transformer import from_preset
 from keras_spiking_tf.optional_dependencies import require
 from keras_spiking_tf.models.spiking_transformer import save_to_preset
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import check_preset
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
     load_registry,
@@ -67,6 +80,9 @@ LAYOUTS = {
     "linear": ("Linear (O, I)", "Dense (I, O)"),
     "vector": ("1-D", "1-D"),
 }
+# SDT V2's layouts (`meta_spikeformer_checkpoint.LAYOUTS`), prefixed here.
+V2_LAYOUTS = {f"v2_{name}": name for name in v2_keys.LAYOUTS if name != "vector"}
+LAYOUTS.update({kind: v2_keys.LAYOUTS[name] for kind, name in V2_LAYOUTS.items()})
 MAX_LISTED_KEYS = 50
 
 
@@ -230,8 +246,13 @@ def _expected_tensors(classifier):
     return expected
 
 
+def _is_v2(classifier):
+    return isinstance(classifier, MetaSpikeFormerImageClassifier)
+
+
 def _skipped_keys(expected, num_layers):
-    """Keys accepted but not loaded, with the reason."""
+    """Keys accepted but not loaded, with the reason (`num_layers`: SDT v1's
+    blocks, whose unused talking-heads convs are skipped; 0 for V2)."""
     skipped = {}
     for key in expected:
         if key.endswith(".running_mean"):
@@ -249,6 +270,8 @@ def _skipped_keys(expected, num_layers):
 
 def _torch_shape(kind, keras_shape):
     """The PyTorch shape that converts to `keras_shape`."""
+    if kind in V2_LAYOUTS:
+        return v2_keys.torch_shape(V2_LAYOUTS[kind], keras_shape)
     if kind == "conv3x3":
         height, width, channels_in, channels_out = keras_shape
         return (channels_out, channels_in, height, width)
@@ -262,6 +285,8 @@ def _torch_shape(kind, keras_shape):
 
 
 def _to_keras_layout(kind, array):
+    if kind in V2_LAYOUTS:
+        return v2_keys.to_keras_layout(V2_LAYOUTS[kind], array)
     if kind == "conv3x3":
         return np.transpose(array, (2, 3, 1, 0))
     if kind == "conv1x1":
@@ -273,6 +298,8 @@ def _to_keras_layout(kind, array):
 
 def _describe_checkpoint(state_dict):
     """`"L=…, D=…, K=…"` guessed from the keys, for error messages."""
+    if any(key.startswith(("downsample", "block3.", "ConvBlock")) for key in state_dict):
+        return _describe_v2_checkpoint(state_dict)
     blocks = {
         int(match.group(1))
         for key in state_dict
@@ -286,8 +313,31 @@ def _describe_checkpoint(state_dict):
     return ", ".join(parts)
 
 
+def _describe_v2_checkpoint(state_dict):
+    """SDT V2: the widths and transformer blocks the keys imply."""
+    widths = []
+    for stage in ("downsample1_2", "downsample2", "downsample3", "downsample4"):
+        key = f"{stage}.encode_conv.weight"
+        widths.append(tuple(state_dict[key].shape)[0] if key in state_dict else "?")
+    parts = [f"widths {widths}"]
+    for stage in ("block3", "block4"):
+        indices = {match.group(1) for key in state_dict
+                   if (match := re.match(rf"{stage}\.(\d+)\.", key))}
+        parts.append(f"{len(indices)} {stage} blocks")
+    if "head.weight" in state_dict:
+        parts.append(f"K={tuple(state_dict['head.weight'].shape)[0]}")
+    parts.append("KD head" if "head_kd.weight" in state_dict else "no KD head")
+    return ", ".join(parts)
+
+
 def _describe_model(classifier):
     backbone = classifier.backbone
+    if _is_v2(classifier):
+        return (
+            f"widths {list(backbone.embed_dims)}, {backbone.num_blocks[3]} block3 blocks, "
+            f"{backbone.num_blocks[4]} block4 blocks, K={classifier.num_classes}, "
+            + ("KD head" if classifier.kd else "no KD head")
+        )
     return (
         f"L={backbone.num_layers}, D={backbone.hidden_dim}, "
         f"K={classifier.num_classes}"
@@ -303,9 +353,12 @@ def _listed(keys):
 
 
 def convert_sdt_state_dict(state_dict, classifier):
-    """Loads an SDT state_dict into a `SpikingTransformerImageClassifier`.
+    """Loads an SDT state_dict into a `SpikingTransformerImageClassifier`,
+    or an SDT V2 (Meta-SpikeFormer) state_dict into a
+    `MetaSpikeFormerImageClassifier`.
 
-    Every key of design.md §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
+    SDT V2's keys and layouts are `meta_spikeformer_checkpoint`'s (SPEC §10).
+    For SDT v1, every key of design.md §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
     and the Linear head to Dense kernels, BN weight/bias/running stats to
     gamma/beta/moving_mean/moving_variance) and assigned. Nothing is
     assigned unless the whole state_dict fits: keys are checked for
@@ -315,7 +368,8 @@ def convert_sdt_state_dict(state_dict, classifier):
         state_dict: `name -> tensor` (torch tensors or NumPy arrays) with
             SDT's key names, e.g. from `load_sdt_state_dict`.
         classifier: the target `SpikingTransformerImageClassifier` (SDSA or
-            A2OS2A attention; the keys are the same).
+            A2OS2A attention; the keys are the same) or
+            `MetaSpikeFormerImageClassifier` (either attention).
 
     Returns:
         A report dict: `mapped` (list of `(sdt_key, keras_variable_path)`),
@@ -334,16 +388,25 @@ def convert_sdt_state_dict(state_dict, classifier):
         raise validation.invalid("state_dict", state_dict, "a dict with string keys (SDT's names)",
                                  error=TypeError)
     if not (isinstance(classifier, keras.Model) and hasattr(classifier, "backbone")):
-        raise validation.invalid("classifier", classifier, "a SpikingTransformerImageClassifier",
-                                 error=TypeError)
+        raise validation.invalid(
+            "classifier", classifier,
+            "a SpikingTransformerImageClassifier or MetaSpikeFormerImageClassifier",
+            error=TypeError)
     if not state_dict:
         raise validation.invalid("state_dict", state_dict, "a non-empty dict name -> tensor")
     state_dict = {
         (key[len("module."):] if key.startswith("module.") else key): value
         for key, value in state_dict.items()
     }
-    expected = _expected_tensors(classifier)
-    skippable = _skipped_keys(expected, classifier.backbone.num_layers)
+    if _is_v2(classifier):
+        expected = {key: (variable, f"v2_{layout}" if layout != "vector" else layout)
+                    for key, (variable, layout) in v2_keys.checkpoint_tensors(classifier).items()}
+        skippable = _skipped_keys(expected, 0)
+        size_hint = "sdt_v2_8_{C2}_imagenet, and kd=False for a checkpoint without head_kd"
+    else:
+        expected = _expected_tensors(classifier)
+        skippable = _skipped_keys(expected, classifier.backbone.num_layers)
+        size_hint = "sdt_{L}_{D}_imagenet"
     unknown = [k for k in state_dict if k not in expected and k not in skippable]
     missing = [k for k in expected if k not in state_dict]
     for key, value in state_dict.items():  # the values the model has a place for
@@ -364,7 +427,7 @@ def convert_sdt_state_dict(state_dict, classifier):
             "The state_dict does not match the model "
             f"(checkpoint {_describe_checkpoint(state_dict)}; model "
             f"{_describe_model(classifier)}). " + "; ".join(problems) + ". "
-            "Pick the preset of the checkpoint's size (sdt_{L}_{D}_imagenet) "
+            f"Pick the preset of the checkpoint's family and size ({size_hint}) "
             "and make sure it is an SDT checkpoint with LIF neurons."
         )
 
@@ -397,6 +460,47 @@ def convert_sdt_state_dict(state_dict, classifier):
         "num_tensors": len(expected),
         "num_values": int(sum(a.size for a in converted.values())),
     }
+
+
+def _preset_family(preset):
+    """`"v2"` for a Meta-SpikeFormer preset (a built-in `sdt_v2_*`/`st_v2_*`
+    name or a saved directory of that family), else `"v1"`."""
+    if preset in V2_PRESETS:
+        return "v2"
+    task_file = os.path.join(os.path.expanduser(preset), "task.json")
+    if os.path.isfile(task_file):
+        with open(task_file, encoding="utf-8") as file:
+            if "MetaSpikeFormerImageClassifier" in file.read():
+                return "v2"
+    return "v1"
+
+
+def _build_v2_target(preset, init_attention, num_classes, kd):
+    """The Meta-SpikeFormer classifier a V2 checkpoint is loaded into: the
+    preset's architecture with the checkpoint's class count and KD head;
+    `init_attention="a2os2a"` picks the `st_v2_*` sibling of `sdt_v2_*`."""
+    if preset in V2_PRESETS:
+        overrides = {"kd": kd}
+        if init_attention and V2_PRESETS[preset]["attention"] != init_attention:
+            siblings = {"a2os2a": ("sdt_v2_", "st_v2_"), "ssa": ("st_v2_", "sdt_v2_")}
+            old, new = siblings.get(init_attention, ("", ""))
+            sibling = new + preset[len(old):] if old and preset.startswith(old) else None
+            if sibling in V2_PRESETS and V2_PRESETS[sibling]["attention"] == init_attention:
+                preset = sibling
+            else:
+                overrides["attention"] = init_attention
+        return preset, MetaSpikeFormerImageClassifier.from_preset(
+            preset, load_weights=False, num_classes=num_classes, **overrides)
+    model = MetaSpikeFormerImageClassifier.from_preset(preset, load_weights=False)
+    attention = init_attention or model.backbone.attention
+    num_classes = model.num_classes if num_classes is None else num_classes
+    if (attention, num_classes, kd) != (model.backbone.attention, model.num_classes, model.kd):
+        backbone = MetaSpikeFormerBackbone.from_config(
+            {**model.backbone.get_config(), "attention": attention})
+        model = MetaSpikeFormerImageClassifier(
+            backbone, num_classes, kd=kd, preprocessor=model.preprocessor,
+            activation=model.activation, head_dtype=model.head_dtype)
+    return preset, model
 
 
 def _build_target(preset, init_attention, num_classes):
@@ -451,7 +555,8 @@ def check_conversion_arguments(checkpoint_path, preset, output_dir, init_attenti
                                     as_flags)
 
     validation.check_path(name("checkpoint_path"), checkpoint_path, kind="file")
-    check_preset(name("preset"), preset)
+    if not (isinstance(preset, str) and preset in V2_PRESETS):
+        check_preset(name("preset"), preset)
     output_dir = validation.check_output_path(name("output_dir"), output_dir, kind="directory")
     if init_attention is not None:
         check_attention_name(name("init_attention"), init_attention)
@@ -470,28 +575,35 @@ def convert_sdt_checkpoint(
 
     Builds the architecture of `preset` with random weights, loads the
     checkpoint into it with `convert_sdt_state_dict`, and writes a preset
-    directory with `keras_spiking_tf.save_to_preset` (atomic: an interrupted
-    run leaves no half-written preset).
+    directory (atomic: an interrupted run leaves no half-written preset).
+    The preset names the family: `sdt_v2_*` / `st_v2_*` (or a saved
+    Meta-SpikeFormer preset directory) read the official SDT V2 checkpoint
+    (`{"model": state_dict, "optimizer", "epoch", "scaler", "args"}`), and
+    the result loads with `MetaSpikeFormerImageClassifier.from_preset`.
 
     Args:
-        checkpoint_path: the SDT `.pth` / `.pth.tar` file.
+        checkpoint_path: the SDT `.pth` / `.pth.tar` file (V2: `55M_kd.pth`).
         preset: the target architecture: a built-in name (e.g.
-            `"sdt_8_512_imagenet"`) or a preset directory. If the
-            checkpoint's head has another number of classes than the
-            preset, the head is sized from the checkpoint.
+            `"sdt_8_512_imagenet"`, `"sdt_v2_8_512_imagenet"`) or a preset
+            directory. If the checkpoint's head has another number of
+            classes than the preset, the head is sized from the checkpoint;
+            a V2 model gets the KD head exactly when the checkpoint has
+            `head_kd`.
         output_dir: the preset directory to write.
         init_attention: `None` keeps the preset's attention. `"a2os2a"`
             loads the SDT weights into the A2OS2A model of the same size
-            (`sdt_8_512_imagenet` -> `st_8_512_imagenet`) as the starting
-            point for fine-tuning; its accuracy before fine-tuning is not
-            SDT's.
+            (`sdt_8_512_imagenet` -> `st_8_512_imagenet`,
+            `sdt_v2_8_512_imagenet` -> `st_v2_8_512_imagenet`) as the
+            starting point for fine-tuning; its accuracy before fine-tuning
+            is not SDT's.
         overwrite: replace an existing `output_dir`.
 
     Returns:
         The report of `convert_sdt_state_dict`, plus `preset` (the preset
-        built), `attention`, `num_layers`, `hidden_dim`, `num_classes`,
-        `output_dir`, `checkpoint` and the checkpoint's `epoch`/`arch` when
-        recorded.
+        built), `family` (`"sdt"` or `"sdt_v2"`), `attention`, the size
+        (`num_layers`, `hidden_dim` for SDT; `embed_dims`, `num_blocks`,
+        `kd` for V2), `num_classes`, `output_dir`, `checkpoint` and the
+        checkpoint's `epoch`/`arch` when recorded.
 
     Example:
 
@@ -499,6 +611,7 @@ def convert_sdt_checkpoint(
     convert_sdt_checkpoint("8_512.pth.tar", "sdt_8_512_imagenet", "sdt_8_512")
     convert_sdt_checkpoint("8_512.pth.tar", "sdt_8_512_imagenet", "st_8_512_init",
                            init_attention="a2os2a")
+    convert_sdt_checkpoint("55M_kd.pth", "sdt_v2_8_512_imagenet", "sdt_v2_8_512")
     ```
     """
     check_conversion_arguments(checkpoint_path, preset, output_dir, init_attention, overwrite)
@@ -507,17 +620,27 @@ def convert_sdt_checkpoint(
     num_classes = None
     if "head.weight" in state_dict:
         num_classes = int(tuple(state_dict["head.weight"].shape)[0])
-    built_preset, classifier = _build_target(preset, init_attention, num_classes)
-    report = convert_sdt_state_dict(state_dict, classifier)
-    save_to_preset(classifier, output_dir)
-    backbone = classifier.backbone
+    if _preset_family(preset) == "v2":
+        built_preset, classifier = _build_v2_target(
+            preset, init_attention, num_classes, kd="head_kd.weight" in state_dict)
+        report = convert_sdt_state_dict(state_dict, classifier)
+        files.write_preset(classifier.save_to_preset, output_dir)
+        backbone = classifier.backbone
+        size = {"embed_dims": list(backbone.embed_dims),
+                "num_blocks": list(backbone.num_blocks), "kd": classifier.kd}
+    else:
+        built_preset, classifier = _build_target(preset, init_attention, num_classes)
+        report = convert_sdt_state_dict(state_dict, classifier)
+        save_to_preset(classifier, output_dir)
+        backbone = classifier.backbone
+        size = {"num_layers": backbone.num_layers, "hidden_dim": backbone.hidden_dim}
     report.update(
         {
             "checkpoint": os.path.abspath(os.fspath(checkpoint_path)),
             "preset": built_preset,
+            "family": "sdt_v2" if _is_v2(classifier) else "sdt",
             "attention": backbone.attention,
-            "num_layers": backbone.num_layers,
-            "hidden_dim": backbone.hidden_dim,
+            **size,
             "num_classes": classifier.num_classes,
             "output_dir": output_dir,
             **metadata,
