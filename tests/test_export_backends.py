@@ -109,6 +109,13 @@ def assert_verified(report):
     assert report["num_samples_over_rounding"] == 0
 
 
+SKIP_ON_TENSORFLOW = pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="on TensorFlow this is test_export.py's and test_streaming.py's export",
+)
+
+
+@SKIP_ON_TENSORFLOW
 def test_export_writes_the_tensorflow_file(model, reference, tmp_path):
     directory, ops = reference
     path = tmp_path / "digits.tflite"
@@ -137,6 +144,7 @@ def test_model_export_goes_through_the_verified_export(model, reference, tmp_pat
     assert os.listdir(tmp_path) == ["digits.onnx"]
 
 
+@SKIP_ON_TENSORFLOW
 def test_export_step_model_writes_the_tensorflow_step_file(model, reference, tmp_path):
     directory, ops = reference
     path = tmp_path / "step.tflite"

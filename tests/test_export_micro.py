@@ -149,6 +149,7 @@ def test_step_model_runs_one_frame_per_invoke_in_tflm(shipped, digits, tmp_path)
     assert [s.shape[1:] for s in state] == runner.state_shapes
 
 
+@pytest.mark.slow  # the float step model above keeps TFLM stepping in CI
 def test_int8_step_model_in_tflm(shipped, digits, tmp_path):
     """The int8 step model (synapses, attention products and spike data
     movement int8; membranes and state float32), calibrated on every time
@@ -199,6 +200,7 @@ def test_a_step_file_of_the_wrong_suffix_is_refused(shipped, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # the int8 export above keeps the format in CI
 def test_export_tool_writes_a_micro_file_and_its_arena(tmp_path):
     """`kst-export --format litert_micro`: the report has the arena; a
     quantization TFLM cannot run is one `error:` line, nothing written."""

@@ -335,6 +335,7 @@ def test_preset_parameter_counts(size):
         assert (entry["params"], entry["params_without_kd"]) == expected
 
 
+@pytest.mark.slow  # the counts above build every size at a small image
 def test_preset_builds_as_published():
     """The preset itself: 224x224, T = 4, KD head, A2OS2A."""
     model = MetaSpikeFormerImageClassifier.from_preset("st_v2_8_384_imagenet", load_weights=False)
