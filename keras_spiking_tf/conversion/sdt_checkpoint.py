@@ -67,12 +67,8 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets imp
 
 STATE_DICT_KEYS = ("state_dict", "model")
 SPS_SUFFIXES = ("", "1", "2", "3")
-BN_TENSORS = (
-    ("weight", "gamma"),
-    ("bias", "beta"),
-    ("running_mean", "moving_mean"),
-    ("running_var", "moving_variance"),
-)
+# PyTorch BatchNorm tensor -> Keras weight, the same for both families.
+BN_TENSORS = v2_keys.BN_TENSORS
 # Layout kind -> (PyTorch layout, Keras layout), named in error messages.
 LAYOUTS = {
     "conv3x3": ("OIHW", "HWIO"),
