@@ -73,9 +73,9 @@ def energy_per_step_count(preset, model, inputs):
 
 
 def keras_step_latency_ms(model, inputs, repeats=50):
-    from keras_spiking_tf.models import SpikingTransformerStepModel
+    from keras_spiking_tf.models import SpikingStepModel
 
-    step = SpikingTransformerStepModel(model)
+    step = SpikingStepModel(model)
     frame = inputs[:1, 0] if model.backbone.input_type == "frames" else inputs[:1]
     if model.preprocessor is not None:
         frame = np.asarray(model.preprocessor(frame.astype("float32")))
@@ -103,9 +103,7 @@ def wall_time_ratios(model, inputs, thresholds, repeats, batch_size=64):
     least disturbed by other work on the machine). Both run warm: the step model
     is traced once, before, and kept with the classifier."""
     from keras_spiking_tf.models import predict_anytime
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-        running_logits,
-    )
+    from keras_spiking_tf.models import running_logits
 
     batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
 
@@ -197,9 +195,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from keras_spiking_tf.edge_export import export_step_model
     from keras_spiking_tf.models import predict_anytime
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-        running_logits,
-    )
+    from keras_spiking_tf.models import running_logits
 
     command = " ".join(["python", "benchmarks/anytime.py", *sys.argv[1:]])
     peak = matmul_peak_gflops()

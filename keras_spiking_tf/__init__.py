@@ -21,10 +21,10 @@ with quiet_tensorflow_start():
     from keras_spiking_tf.inference_graph import optimize_for_inference
     from keras_spiking_tf.input_checks import InputWarning
     from keras_spiking_tf.input_checks import set_strict_inputs
-    from keras_spiking_tf.models.spiking_transformer import from_preset
-    from keras_spiking_tf.models.spiking_transformer import list_presets
-    from keras_spiking_tf.models.spiking_transformer import predict_anytime
-    from keras_spiking_tf.models.spiking_transformer import save_to_preset
-    from keras_spiking_tf.models.spiking_transformer import upload_preset
+    from keras_spiking_tf.models.model_family import list_presets
+    from keras_spiking_tf.models.preset_files import upload_preset
+    from keras_spiking_tf.models.spiking_image_classifier import from_preset
+    from keras_spiking_tf.models.spiking_image_classifier import save_to_preset
+    from keras_spiking_tf.models.streaming import predict_anytime
 
 __version__ = "0.1.0"

@@ -4,7 +4,9 @@ A trained network is rewritten for inference in four ways; `export` uses the
 result by default, and it can be used for Keras `predict` as well:
 
 1. **BatchNorm folded** into the convolution or dense layer before it
-   (`FoldsBatchNorm`): one weight product instead of a product, a
+   (`FoldsBatchNorm`), as each block declares it
+   (`SpikingBlock.batch_norm_folds`, whatever the model family; BatchNorms
+   in a row are composed first): one weight product instead of a product, a
    subtraction, a multiplication and an addition per element. The kernel and
    bias are computed in float64 and rounded once to float32, so the folded
    graph computes the same function with *different float32 rounding*: a
@@ -45,6 +47,7 @@ Keras' default (eager), `torch.compile` was not measured here.
 import keras
 
 from keras_spiking_tf import validation
+from keras_spiking_tf.layers.batch_norm import SpikingBatchNormalization
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.layers.spiking_block import SpikingBlock
 from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplitting
@@ -75,6 +78,21 @@ def float32_copy(model):
     return copy
 
 
+def check_every_batch_norm_folded(model):
+    """Raises if a `SpikingBatchNormalization` of `model` was left unfolded:
+    no block declared it (`SpikingBlock.batch_norm_folds`)."""
+    left = [
+        layer.path
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, SpikingBatchNormalization) and not layer.folded
+    ]
+    if left:
+        raise ValueError(
+            f"BatchNorm {', '.join(left)} is not folded: no block declares it in "
+            "`batch_norm_folds()`. Declare it in its block, or pass fold_batch_norm=False."
+        )
+
+
 def optimize_for_inference(model, fold_batch_norm=True, jit_compile="auto"):
     """A float32 copy of `model` with the inference graph of the module
     docstring; `model` itself is unchanged.
@@ -93,6 +111,11 @@ def optimize_for_inference(model, fold_batch_norm=True, jit_compile="auto"):
 
     Returns:
         The new model (inference only).
+
+    Raises:
+        ValueError: with `fold_batch_norm`, a BatchNorm that no block
+            declares in `batch_norm_folds()` (nothing is left half folded:
+            `model` itself is unchanged).
 
     Example:
 
@@ -116,8 +139,10 @@ def optimize_for_inference(model, fold_batch_norm=True, jit_compile="auto"):
         if isinstance(layer, (LIF, SpikingPatchSplitting)):
             layer.inference_graph = True
         if fold_batch_norm and isinstance(layer, SpikingBlock):
-            for synapse, batch_norm in layer.synapse_batch_norm_pairs():
-                synapse.fold_batch_norm(batch_norm)
+            for synapse, batch_norms in layer.batch_norm_folds():
+                synapse.fold_batch_norm(*batch_norms)
+    if fold_batch_norm:
+        check_every_batch_norm_folded(copy)
     if jit_compile == "auto" and keras.backend.backend() == "tensorflow":
         jit_compile = True
     if jit_compile != "auto":

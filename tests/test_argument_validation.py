@@ -52,12 +52,10 @@ from keras_spiking_tf import layers
 from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerBackbone
 from keras_spiking_tf.models.spiking_transformer import SpikingTransformerImageClassifier
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerStepModel
-from keras_spiking_tf.models.spiking_transformer import predict_anytime
-from keras_spiking_tf.models.spiking_transformer import running_logits
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    preset_directory,
-)
+from keras_spiking_tf.models.streaming import SpikingStepModel
+from keras_spiking_tf.models.streaming import predict_anytime
+from keras_spiking_tf.models.streaming import running_logits
+from keras_spiking_tf.models.model_family import preset_directory
 from keras_spiking_tf.training import datasets
 from keras_spiking_tf.training import distribution
 from keras_spiking_tf.training import recipes
@@ -85,6 +83,7 @@ EXAMPLES = {
     "kernel_size": 3,
     "hidden_dim": 16,
     "embed_dims": (8, 16, 32, 48),
+    "family": "spiking_transformer",
     "num_layers": 1,
     "num_classes": 5,
     "time_steps": 4,
@@ -191,6 +190,7 @@ NOT_COVERED = {
     "StepRunner": "built by load_step_model (checked)",
     "ExportFormat": "a record of formats.py's table, not an API",
     "ExportReport": "the record export returns",
+    "AnytimePrediction": "the record predict_anytime returns",
     "EnergyReport": "the record energy_report returns",
     "SpikingTransformerImageConverter": "KerasHub's ImageConverter with its own arguments "
                                         "(resizing options); built by from_preset",
@@ -265,7 +265,7 @@ def tiny_meta_spikeformer_backbone():
 
 def step_model():
     if "step" not in _tiny:
-        _tiny["step"] = SpikingTransformerStepModel(tiny_classifier())
+        _tiny["step"] = SpikingStepModel(tiny_classifier())
     return _tiny["step"]
 
 
@@ -343,13 +343,13 @@ def entry_points():
     ):
         found.append((label, function, from_preset_parameters(), {}))
     found.append(
-        ("SpikingTransformerStepModel", SpikingTransformerStepModel,
-         signature_parameters(SpikingTransformerStepModel), {})
+        ("SpikingStepModel", SpikingStepModel,
+         signature_parameters(SpikingStepModel), {})
     )
     found.append(
-        ("SpikingTransformerStepModel.initial_state",
+        ("SpikingStepModel.initial_state",
          Later(lambda: step_model().initial_state),
-         signature_parameters(SpikingTransformerStepModel.initial_state)[1:], {})
+         signature_parameters(SpikingStepModel.initial_state)[1:], {})
     )
     for function in (predict_anytime, running_logits):
         found.append((function.__name__, function, signature_parameters(function), {}))
@@ -585,7 +585,7 @@ def nothing_runs():
         mock.patch.object(
             SpikingTransformerImageClassifier, "load_task_weights", forbidden("load_task_weights")
         ),
-        mock.patch.object(SpikingTransformerStepModel, "predict_on_batch", forbidden("a step")),
+        mock.patch.object(SpikingStepModel, "predict_on_batch", forbidden("a step")),
         mock.patch.object(keras.Variable, "assign", forbidden("a weight assigned")),
     ]
     for target, what in WORK.items():
@@ -614,8 +614,7 @@ WORK = {
     "keras_spiking_tf.training.image_data.load_digits_arrays": "a data set loaded",
     "keras_spiking_tf.training.image_data.load_image_folder": "a data set loaded",
     "keras_spiking_tf.training.event_data.load_event_dataset": "a data set loaded",
-    "keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files."
-    "check_preset_directory": "a preset directory read",
+    "keras_spiking_tf.models.preset_files.check_preset_directory": "a preset directory read",
 }
 
 
@@ -756,7 +755,7 @@ def test_step_state_is_checked_before_the_step(mutation, index):
         inputs[position] = inputs[position].astype("int32")
     else:
         inputs = tuple(inputs)[0]
-    with mock.patch.object(SpikingTransformerStepModel, "_step",
+    with mock.patch.object(SpikingTransformerImageClassifier, "step_logits",
                            side_effect=AssertionError("the step ran")):
         with pytest.raises((TypeError, ValueError), match=r"state|inputs"):
             step(inputs)
@@ -787,7 +786,7 @@ def test_coverage(capsys):
                  "SpikingPatchSplitting", "SpikingTransformerEncoderBlock", "TokenDense",
                  "SynapticConv2D", "SpikingBatchNormalization", "heaviside_with_surrogate",
                  "SpikingTransformerBackbone", "keras_spiking_tf.from_preset",
-                 "predict_anytime", "SpikingTransformerStepModel", "export",
+                 "predict_anytime", "SpikingStepModel", "export",
                  "export_step_model", "load_exported", "load_step_model",
                  "optimize_for_inference", "litert_delegation", "onnx_operator_profile",
                  "litert_product_profile", "tensorflow_operator_profile", "TrainConfig",

@@ -58,7 +58,7 @@ def test_presets_table_matches_the_registry():
         capture_output=True, text=True, check=True, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="3"),
     )
     table = result.stdout.strip()
-    assert table.count("\n") == 39  # header, rule, 38 presets
+    assert table.count("\n") == 45  # header, rule, 38 + 6 presets
     assert table in read(PRESETS_PAGE), (
         f"{PRESETS_PAGE}'s presets table is stale: rerun tools/presets_table.py")
 

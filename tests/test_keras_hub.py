@@ -22,11 +22,11 @@ from keras_spiking_tf.layers import SpikingSelfAttention
 from keras_spiking_tf.layers import register_attention
 from keras_spiking_tf.layers.spiking_self_attention import ATTENTIONS
 from keras_spiking_tf.layers.spiking_self_attention import AttentionProduct
+from keras_spiking_tf.models import MetaSpikeFormerBackbone
+from keras_spiking_tf.models import MetaSpikeFormerImageClassifier
 from keras_spiking_tf.models import SpikingTransformerBackbone
 from keras_spiking_tf.models import SpikingTransformerImageClassifier
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    DamagedPresetError,
-)
+from keras_spiking_tf.models.preset_files import DamagedPresetError
 from keras_spiking_tf.training.datasets import load_digits_arrays
 
 HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -60,13 +60,18 @@ def test_keras_hub_from_preset_by_name_gives_our_classifier_with_the_shipped_wei
 
 
 def test_presets_are_listed_by_keras_hub():
-    names = set(keras_spiking_tf.list_presets())
+    names = set(keras_spiking_tf.list_presets(family="spiking_transformer"))
     assert len(names) == 38
     assert set(SpikingTransformerImageClassifier.presets) == names
     assert set(SpikingTransformerBackbone.presets) == names
     assert names <= set(keras_hub.models.ImageClassifier.presets)
     entry = SpikingTransformerImageClassifier.presets["st_8_512_imagenet"]
     assert entry["metadata"]["params"] == 29_689_384
+    v2 = set(keras_spiking_tf.list_presets(family="meta_spikeformer"))
+    assert len(v2) == 6 and set(MetaSpikeFormerImageClassifier.presets) == v2
+    assert v2 <= set(keras_hub.models.ImageClassifier.presets)
+    assert MetaSpikeFormerBackbone.presets["sdt_v2_8_512_imagenet"]["metadata"]["params"] == (
+        55_991_248)  # SPEC §10, with the KD head
 
 
 def test_keras_hub_builds_a_preset_without_weights():
@@ -98,9 +103,13 @@ def test_shipped_preset_directories_match_the_registry():
         directory = meta["path"]
         config = json.load(open(os.path.join(directory, "config.json")))["config"]
         task = json.load(open(os.path.join(directory, "task.json")))["config"]
-        assert (config["num_layers"], config["hidden_dim"], config["time_steps"],
-                config["attention"]) == (meta["num_layers"], meta["hidden_dim"],
-                                         meta["time_steps"], meta["attention"]), name
+        architecture = (("num_layers", "hidden_dim") if meta["family"] == "spiking_transformer"
+                        else ("embed_dims", "num_blocks", "kd"))
+        assert [config.get(key, task.get(key)) for key in architecture] == [
+            list(meta[key]) if isinstance(meta[key], tuple) else meta[key]
+            for key in architecture], name
+        assert (config["time_steps"], config["attention"]) == (
+            meta["time_steps"], meta["attention"]), name
         assert config["data_format"] is None, name  # follows the loading program
         assert task["num_classes"] == meta["num_classes"], name
         assert task["class_names"] == meta["class_names"], name
@@ -113,11 +122,11 @@ def test_shipped_preset_directories_match_the_registry():
 def test_write_presets_tool_reproduces_shipped_directories():
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "write_presets.py"), "--check",
-         "--only", "st_2_256_cifar10,sdt_2_256_cifar100,st_2_64_digits"],
+         "--only", "st_2_256_cifar10,sdt_2_256_cifar100,st_2_64_digits,st_v2_8_384_imagenet"],
         capture_output=True, text=True, env=subprocess_env(), timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert result.stdout.count("in sync") == 3
+    assert result.stdout.count("in sync") == 4
 
 
 # --- saving ---------------------------------------------------------------------

@@ -86,10 +86,12 @@ def test_installed_package_has_its_recipes_and_presets():
     """Run against the installed copy (under tests/run.sh): what a user's
     `pip install .` gives must read its own data files."""
     assert builtin_recipes() == ["cifar", "cifar10_dvs", "digits", "dvs_gesture_t10",
-                                 "dvs_gesture_t16", "event_digits", "finetune", "imagenet", "nmnist"]
+                                 "dvs_gesture_t16", "event_digits", "finetune", "imagenet",
+                                 "meta_spikeformer_finetune", "nmnist"]
     assert load_recipe("digits").epochs == 30
     presets = keras_spiking_tf.list_presets()
-    assert len(presets) == 38 and presets["st_2_64_digits"]["weights_available"]
+    assert len(presets) == 44 and presets["st_2_64_digits"]["weights_available"]
+    assert presets["sdt_v2_8_512_imagenet"]["path"] is not None  # the V2 directories ship too
     assert presets["st_2_64_event_digits"]["weights_available"]
 
 

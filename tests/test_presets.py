@@ -122,13 +122,18 @@ def expected_params(name):
     return closed_form_params(layers, dim, classes, channels)
 
 
+def first_family_presets():
+    """The Spiking Transformer family's presets (the names parsed above)."""
+    return keras_spiking_tf.list_presets(family="spiking_transformer")
+
+
 def trainable_count(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
 def _preset_params():
     marks = {}
-    for name in keras_spiking_tf.list_presets():
+    for name in first_family_presets():
         slow = () if name in FAST_PRESETS else (pytest.mark.slow,)
         marks[name] = pytest.param(name, marks=slow, id=name)
     return list(marks.values())
@@ -140,7 +145,7 @@ def test_closed_form_reproduces_spec_table():
 
 
 def test_every_spec_variant_is_a_preset():
-    presets = keras_spiking_tf.list_presets()
+    presets = first_family_presets()
     missing = [name for name in DESIGN_PRESET_NAMES if name not in presets]
     assert not missing
     assert "st_2_64_digits" in presets
@@ -151,7 +156,7 @@ def test_every_spec_variant_is_a_preset():
 
 
 def test_list_presets_metadata():
-    presets = keras_spiking_tf.list_presets()
+    presets = first_family_presets()
     for name, meta in presets.items():
         family, layers, dim, dataset = parse_name(name)
         assert DOCUMENTED_KEYS <= set(meta), (name, DOCUMENTED_KEYS - set(meta))
@@ -173,7 +178,7 @@ def test_list_presets_metadata():
 
 
 def test_sdt_and_st_counts_match():
-    presets = keras_spiking_tf.list_presets()
+    presets = first_family_presets()
     for name, meta in presets.items():
         if name.startswith("sdt_"):
             assert meta["params"] == presets["st_" + name[4:]]["params"], name
@@ -252,3 +257,50 @@ def test_shipped_digits_preset_classifies_digits():
     assert logits.shape == (len(images), 10)
     accuracy = np.mean(np.argmax(logits, axis=1) == digits.target)
     assert accuracy >= 0.95, accuracy
+
+
+# --- the Meta-SpikeFormer family (SPEC §10) -------------------------------------------
+
+# SPEC §10, copied by hand: (widths, trainable params with KD, without KD).
+V2_SIZES = {
+    "8_384": ((96, 192, 384, 480), 31_814_864, 31_333_864),
+    "8_512": ((128, 256, 512, 640), 55_991_248, 55_350_248),
+    "8_768": ((192, 384, 768, 960), 124_702_160, 123_741_160),
+}
+
+
+def test_list_presets_lists_both_families():
+    presets = keras_spiking_tf.list_presets()
+    assert {meta["family"] for meta in presets.values()} == {
+        "spiking_transformer", "meta_spikeformer"}
+    assert len(first_family_presets()) == 38
+    v2 = keras_spiking_tf.list_presets(family="meta_spikeformer")
+    assert set(v2) == {f"{prefix}_{size}_imagenet" for prefix in ("sdt_v2", "st_v2")
+                       for size in V2_SIZES}
+    assert set(presets) == set(first_family_presets()) | set(v2)
+    for name, meta in v2.items():
+        widths, params, params_without_kd = V2_SIZES[name.split("_", 2)[2][:5]]
+        assert meta["attention"] == ("ssa" if name.startswith("sdt_v2") else "a2os2a"), name
+        assert tuple(meta["embed_dims"]) == widths and tuple(meta["num_blocks"]) == (1, 1, 2, 6, 2)
+        assert (meta["params"], meta["params_without_kd"]) == (params, params_without_kd), name
+        assert (meta["num_heads"], meta["time_steps"], meta["kd"]) == (8, 4, True), name
+        assert (meta["num_classes"], meta["image_size"]) == (1000, (224, 224)), name
+        assert meta["paper_accuracy"] == (80.0 if name == "sdt_v2_8_512_imagenet" else None)
+        assert meta["weights_available"] is False
+        assert meta["path"] is not None  # shipped: KerasHub finds it by name
+    with pytest.raises(ValueError, match="family"):
+        keras_spiking_tf.list_presets(family="meta_spikeformr")
+
+
+def test_v2_preset_builds_by_name_with_its_parameter_count():
+    keras.backend.clear_session()
+    model = keras_spiking_tf.from_preset("sdt_v2_8_384_imagenet", load_weights=False)
+    assert type(model).__name__ == "MetaSpikeFormerImageClassifier" and model.kd
+    assert trainable_count(model) == V2_SIZES["8_384"][1]
+    with pytest.raises(ValueError, match=r"no published weights.*load_weights=False"):
+        keras_spiking_tf.from_preset("st_v2_8_384_imagenet")
+    with pytest.raises(ValueError, match=r"Did you mean .*'sdt_v2_8_384_imagenet'"):
+        keras_spiking_tf.from_preset("sdt_v2_8_384_imagnet", load_weights=False)
+    del model
+    keras.backend.clear_session()
+

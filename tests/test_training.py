@@ -321,7 +321,8 @@ def test_train_tool_end_to_end(tmp_path, tiny_digits_preset):
     # One line says what is trained, before training, and no TensorFlow
     # start-up lines reach the console.
     first_line = result.stdout.splitlines()[0]
-    assert first_line.startswith("Training ") and "a2os2a, 1 blocks x 32, T=2" in first_line
+    assert first_line.startswith("Training ") and "; T=2, " in first_line
+    assert "(a2os2a; Spiking Transformer (SDT layout), 1 encoder blocks of width 32" in first_line
     assert f"{DIGITS_TRAIN:,} train / 144 validation / 360 test images" in first_line
     assert "cuda" not in result.stderr.lower() and "oneDNN" not in result.stderr
 

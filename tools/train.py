@@ -1,4 +1,4 @@
-"""Train a Spiking Transformer preset: `kst-train`, run from a checkout.
+"""Train a preset of any model family: `kst-train`, run from a checkout.
 
     python tools/train.py                       # the offline main job
     python tools/train.py --help                # every flag

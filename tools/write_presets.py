@@ -4,7 +4,10 @@
     python tools/write_presets.py --check          # exit 1 if one differs from the registry
     python tools/write_presets.py --check --only st_2_256_cifar10,st_2_64_digits
 
-The registry is `keras_spiking_tf/presets/presets.json`. A preset without
+The registry is every registered model family's built-in presets
+(`keras_spiking_tf.models.model_family`: the first family's are
+`keras_spiking_tf/presets/presets.json`, the Meta-SpikeFormer family's
+`meta_spikeformer_presets.py`). A preset without
 published weights gets a config-only KerasHub preset directory
 (`config.json`, `task.json`, `preprocessor.json`, `image_converter.json`,
 `metadata.json`, `README.md`): KerasHub's `from_preset` builds it by name,
@@ -24,52 +27,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras_spiking_tf  # noqa: F401  (registers the classes)
+import keras_spiking_tf  # noqa: F401  (registers the classes and the model families)
 from keras_spiking_tf.analysis import energy_summary
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerBackbone
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerImageClassifier
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerImageClassifierPreprocessor
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerImageConverter
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_model_card import model_card
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    read_preset_metadata,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    write_preset,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import backbone_config
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import dataset_of
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import load_registry
+from keras_spiking_tf.models.model_family import builtin_entry
+from keras_spiking_tf.models.model_family import builtin_presets
+from keras_spiking_tf.models.model_card import model_card
+from keras_spiking_tf.models.preset_files import read_preset_metadata
+from keras_spiking_tf.models.preset_files import write_preset
+from keras_spiking_tf.models.spiking_image_classifier import KERAS_HUB_TASKS
+from keras_spiking_tf.models.spiking_image_classifier import registry_classifier
 
 # The checkout's preset directories (not the installed copy's).
 PRESETS = Path(__file__).resolve().parents[1] / "keras_spiking_tf" / "presets"
 COMPARED_FILES = ("config.json", "task.json", "preprocessor.json", "image_converter.json")  # those present
 UNCOMPARED_METADATA = ("date_saved", "keras_version", "keras_hub_version", "weights_sha256")
-
-
-def registry_classifier(name):
-    """The classifier the registry describes, with random weights."""
-    dataset = dataset_of(name)
-    # Fixed layer names: Keras would number them per process otherwise.
-    preprocessor = None  # frame sequences (event counts) go in as they are
-    if "mean" in dataset:
-        converter = SpikingTransformerImageConverter.from_dataset_stats(
-            image_size=dataset["image_shape"][:2], mean=dataset["mean"], std=dataset["std"],
-            name="spiking_transformer_image_converter",
-        )
-        preprocessor = SpikingTransformerImageClassifierPreprocessor(
-            converter, name="spiking_transformer_image_classifier_preprocessor"
-        )
-    backbone = SpikingTransformerBackbone(
-        **backbone_config(name), data_format=None, name="spiking_transformer_backbone"
-    )
-    return SpikingTransformerImageClassifier(
-        backbone=backbone,
-        num_classes=dataset["num_classes"],
-        preprocessor=preprocessor,
-        class_names=dataset["class_names"],
-        name="spiking_transformer_image_classifier",
-    )
 
 
 def save_configs(model, directory):
@@ -85,7 +56,7 @@ def save_configs(model, directory):
 
 
 def registry_metadata(name):
-    entry = load_registry()["presets"][name]
+    _, entry = builtin_entry(name)
     return {
         "dataset": entry["dataset"],
         "paper_accuracy": entry["paper_accuracy"],
@@ -94,17 +65,14 @@ def registry_metadata(name):
 
 
 def write_config_only(name, directory):
+    family, _ = builtin_entry(name)
     model = registry_classifier(name)
     metadata = registry_metadata(name)
     card = model_card(model, name, metadata)
-    if metadata["paper_accuracy"] is not None:
-        card += (
-            f"\nNo weights are published for this preset; the paper reports "
-            f"{metadata['paper_accuracy']:.2f} % top-1 for this size. Train it with "
-            f"`kst-train --preset {name}`.\n"
-        )
+    if family.model_card_notes is not None:
+        card += family.model_card_notes(name)
     return write_preset(lambda staging: save_configs(model, staging), directory,
-                        metadata=metadata, model_card=card)
+                        metadata={**metadata, "tasks": KERAS_HUB_TASKS}, model_card=card)
 
 
 def write_trained(name, directory, source):
@@ -139,7 +107,7 @@ def comparable(directory):
 
 
 def write(name, target):
-    entry = load_registry()["presets"][name]
+    _, entry = builtin_entry(name)
     if entry["weights"]:
         return write_trained(name, target, str(PRESETS / name))
     return write_config_only(name, target)
@@ -150,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--only", default="", help="comma-separated preset names")
     args = parser.parse_args(argv)
-    names = [n for n in args.only.split(",") if n] or list(load_registry()["presets"])
+    names = [n for n in args.only.split(",") if n] or list(builtin_presets())
     stale = []
     for name in names:
         if args.check:

@@ -10,7 +10,13 @@ def addition_only_audit(model, images):
 
     A product of a spike operand ({0,1} or {-1,0,1}) with anything is a
     (signed) accumulation; only real x real needs a multiplier. In A2OS2A,
-    `Q K^T` and `(.) V` are therefore addition-only: Q binary, V ternary.
+    `Q K^T` and `(.) V` are therefore addition-only: Q binary, V ternary;
+    in SSA and SDSA (binary Q, K, V) as well. The attention products come
+    from the attention registry's `products()`, in either model family. In
+    Meta-SpikeFormer the products on real values are the stem's
+    convolution, SepConv's `pwconv2` (after the depthwise convolution) and
+    each RepConv's depthwise and pointwise convolutions (after
+    `BatchNormAndPad`; `analysis/energy.py` says why).
 
     Args:
         model: a classifier or backbone built from this package's layers.

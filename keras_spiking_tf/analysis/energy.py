@@ -10,6 +10,26 @@ Per product (conv, dense, attention product) and image:
 
 BatchNorm is taken as folded into the preceding weights at inference, and
 the neurons' own updates are not counted, as in SDT and the paper.
+
+Every model family is counted by the same rule, from the recorded operands;
+for Meta-SpikeFormer (SPEC §10) that means:
+
+- a depthwise convolution has `H_out W_out C k k` FLOPs per image and step
+  (`C` channels, `k x k` kernel); SepConv's `dwconv` sees spikes (SOPs),
+  and the `pwconv2` after it sees the depthwise output, real (MACs);
+- the encoding layer `downsample1_1/encode_conv` sees real pixels: MACs,
+  `T x` its FLOPs like the first family's first convolution;
+- a `RepConv` counts as its three convolutions as they run: `conv1x1` on
+  spikes (SOPs), `depthwise` and `pointwise` on real values (MACs). Its
+  `BatchNormAndPad` border holds the constant `BN(0)`, neither a spike nor
+  a zero, and the interior holds `BN(conv1x1(x))`, real: the depthwise
+  convolution is real x real at every tap, border included (MACs over all
+  `H_out W_out C 9`). (Re-parameterised into one 3x3 convolution of the
+  zero-padded spikes, `RepConv.batch_norm_folds` explains how, it would be
+  SOPs, of 4.5 times the FLOPs for `C_in = C_out`; that is not the graph
+  this package runs or exports.)
+- the attention products come from the variant's `products()`, the same
+  registry for every family.
 """
 
 import dataclasses

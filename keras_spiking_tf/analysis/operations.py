@@ -1,14 +1,16 @@
 """Every product of a forward pass, with its operands' kinds and size.
 
 Shared by the energy report and the addition-only audit. A *product* is a
-convolution, a dense layer (1x1 convs included) or an attention matrix
-product. For each we know the FLOPs per image and time step and whether its
-streamed operand is real-valued or spikes (judged from the values recorded
-in a real forward pass, not from the architecture).
+convolution (depthwise ones included), a dense layer (1x1 convs included)
+or an attention matrix product. For each we know the FLOPs per image and
+time step and whether its streamed operand is real-valued or spikes (judged
+from the values recorded in a real forward pass, not from the architecture).
 """
 
 import dataclasses
 import math
+
+import keras
 
 from keras_spiking_tf.analysis.recording import attention_layers
 from keras_spiking_tf.analysis.recording import firing_rate
@@ -22,7 +24,7 @@ class Product:
 
     Attributes:
         layer: where it happens (layer path, plus the product for attention).
-        operation: `"conv"`, `"dense"` or `"attention"`.
+        operation: `"conv"`, `"depthwise_conv"`, `"dense"` or `"attention"`.
         operands: description, e.g. `"Q x K^T"` or `"input x kernel"`.
         input_kind: kind of the streamed operand: `real`/`binary`/`ternary`.
         other_kind: kind of the other operand (weights are `real`).
@@ -44,9 +46,12 @@ class Product:
 
 
 def _conv_flops(layer, input_shape):
+    """`H_out W_out k_h k_w C_in C_out` for a convolution; for a depthwise
+    one (kernel `(k_h, k_w, C, multiplier)`) the same product of its
+    kernel's shape is `H_out W_out k_h k_w C multiplier`: each output
+    channel sees one input channel."""
     _, height, width, _ = layer.compute_output_shape(input_shape)
-    kernel_h, kernel_w, c_in, c_out = layer.kernel.shape
-    return kernel_h * kernel_w * height * width * c_in * c_out
+    return height * width * math.prod(layer.kernel.shape)
 
 
 def _dense_flops(layer, input_shape):
@@ -61,13 +66,16 @@ def _weight_products(records):
         if record.kind != "product":
             continue
         layer = record.layer
-        is_conv = layer.__class__.__name__.startswith("Conv")
+        is_conv = not isinstance(layer, keras.layers.Dense)
         shape = record.value.shape
         flops = _conv_flops(layer, shape) if is_conv else _dense_flops(layer, shape)
+        operation = "conv" if is_conv else "dense"
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            operation = "depthwise_conv"
         products.append(
             Product(
                 layer=record.name,
-                operation="conv" if is_conv else "dense",
+                operation=operation,
                 operands="input x kernel",
                 input_kind=operand_kind(record.value),
                 other_kind="real",

@@ -1,10 +1,11 @@
 """Recording what flows through a model during one eager forward pass.
 
 `record_forward(model, images)` runs `model` once, eagerly, and returns, in
-execution order, every spiking neuron's output and every convolution's and
-dense layer's input, as NumPy arrays. It temporarily wraps the `call` of
-those layers; the model itself is not changed. Works with any model built
-from this package's layers, in every backend.
+execution order, every spiking neuron's output and the input of every
+convolution (depthwise ones too) and dense layer, as NumPy arrays. It
+temporarily wraps the `call` of those layers; the model itself is not
+changed. Works with any model built from this package's layers, in every
+backend.
 """
 
 import contextlib
@@ -20,6 +21,10 @@ from keras_spiking_tf.layers.lif import TernaryLIF
 from keras_spiking_tf.layers.spiking_self_attention import SpikingSelfAttention
 
 
+# The layers whose input `record_forward` records: the weight products.
+WEIGHT_PRODUCT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
 @dataclasses.dataclass
 class Record:
     """One recorded tensor.
@@ -28,7 +33,8 @@ class Record:
         name: the layer's path (e.g. `".../block_0/attn/q_lif"`).
         layer: the layer object.
         kind: `"neuron"` (the value is its output spikes, `(B, T, ...)`) or
-            `"product"` (the value is the input of a Conv2D/Dense).
+            `"product"` (the value is the input of a Conv2D, DepthwiseConv2D
+            or Dense).
         value: the tensor as a NumPy array.
     """
 
@@ -59,7 +65,7 @@ def _wrapped_calls(model, records):
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, LIF):
             kind = "neuron"
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        elif isinstance(layer, WEIGHT_PRODUCT_LAYERS):
             kind = "product"
         else:
             continue

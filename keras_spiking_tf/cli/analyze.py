@@ -32,6 +32,7 @@ from keras_spiking_tf.analysis.plots import plot_energy
 from keras_spiking_tf.analysis.plots import plot_firing_rates
 from keras_spiking_tf.analysis.plots import plot_spike_raster
 from keras_spiking_tf.layers.lif import LIF
+from keras_spiking_tf.models.model_family import weights_available
 from keras_spiking_tf.training.datasets import load_dataset
 
 flags.DEFINE_string("preset", "st_2_64_digits", "Preset name or directory.")
@@ -58,9 +59,7 @@ def check_flags():
     before anything is loaded or written; `--raster_layer` is checked
     against the model's neuron layers once it is built, before it runs."""
     from keras_spiking_tf.edge_export.export_utils import MAX_BATCH_SIZE
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-        check_preset,
-    )
+    from keras_spiking_tf.models.model_family import check_preset
     from keras_spiking_tf.training.datasets import check_data_dir
     from keras_spiking_tf.training.datasets import check_dataset_name
 
@@ -99,7 +98,7 @@ def _main(argv):
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)
-    trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
+    trained = weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     neurons = [layer.path for layer in model._flatten_layers(include_self=False)
                if isinstance(layer, LIF)]

@@ -120,9 +120,7 @@ def check_flags():
     from keras_spiking_tf.edge_export.export_utils import MAX_BATCH_SIZE
     from keras_spiking_tf.edge_export.export_utils import check_batch_size
     from keras_spiking_tf.edge_export.exporter import MAX_SEED
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-        check_preset,
-    )
+    from keras_spiking_tf.models.model_family import check_preset
     from keras_spiking_tf.training.datasets import check_data_dir
 
     check_preset("--preset", FLAGS.preset)
@@ -191,6 +189,7 @@ def _main(argv):
     import keras
 
     import keras_spiking_tf
+    from keras_spiking_tf.models.model_family import weights_available
     from keras_spiking_tf.edge_export import export
     from keras_spiking_tf.edge_export.tensorflow_bridge import default_batch_size
 
@@ -199,7 +198,7 @@ def _main(argv):
         FLAGS.dataset, quantization, FLAGS.calibrate_on_random_images
     )
     keras.utils.set_random_seed(FLAGS.seed)
-    trained = keras_spiking_tf.models.spiking_transformer.weights_available(FLAGS.preset)
+    trained = weights_available(FLAGS.preset)
     model = keras_spiking_tf.from_preset(FLAGS.preset, load_weights=trained)
     height, width, channels = model.backbone.image_shape
     rng = np.random.default_rng(FLAGS.seed)

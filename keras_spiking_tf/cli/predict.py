@@ -41,9 +41,7 @@ def check_flags():
     """Every flag's value (absl checked the types and bounds it knows),
     before anything is loaded."""
     from keras_spiking_tf.edge_export.export_utils import check_batch_size
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-        check_preset,
-    )
+    from keras_spiking_tf.models.model_family import check_preset
 
     check_preset("--preset", FLAGS.preset)
     validation.check_integer("--top_k", FLAGS.top_k, minimum=1, maximum=MAX_TOP_K, allow_none=True)

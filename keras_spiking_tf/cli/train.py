@@ -1,4 +1,4 @@
-r"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline main job.
+r"""`kst-train`: train a preset of any model family. With no flags: the offline main job.
 
     kst-train                                   # st_2_64_digits on digits
     kst-train --preset st_2_64_digits --init_weights --dataset imagefolder:my_images
@@ -7,6 +7,8 @@ r"""`kst-train`: train a Spiking Transformer preset. With no flags: the offline 
         --data_dir ~/tensorflow_datasets --output_dir runs/c10
     kst-train --preset st_2_256_cifar10 --dataset cifar10 \
         --data_dir ~/tensorflow_datasets --output_dir runs/c10 --resume  # continue
+    kst-train --preset sdt_v2_8_384_imagenet --dataset imagenet2012 \
+        --data_dir /data/tfds --recipe meta_spikeformer_finetune   # Meta-SpikeFormer
 
 (`python tools/train.py` in a checkout is the same program.) Without
 --output_dir every run writes to a fresh `runs/<preset>-<date>-<time>/`;
@@ -30,7 +32,8 @@ flags.DEFINE_string("dataset", DEFAULTS.dataset, " | ".join(DATASET_NAMES))
 flags.DEFINE_string("data_dir", None, "TFDS data directory (imagenet2012: holds manual/).")
 flags.DEFINE_string(
     "recipe", None,
-    "Recipe name (digits, cifar, imagenet, finetune, or an event recipe) or JSON path "
+    "Recipe name (digits, cifar, imagenet, finetune, meta_spikeformer_finetune, or an "
+    "event recipe) or JSON path "
     "(default: finetune for image folders and --init_weights, else the data set's own).",
 )
 flags.DEFINE_integer("epochs", None, "Total epochs, >= 1 (default: the recipe's).", lower_bound=1)

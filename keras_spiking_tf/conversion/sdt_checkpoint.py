@@ -56,14 +56,12 @@ from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_checkpoint
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_presets import (
     PRESETS as V2_PRESETS,
 )
-from keras_spiking_tf.models.spiking_transformer import from_preset
+from keras_spiking_tf.models.spiking_image_classifier import from_preset
 from keras_spiking_tf.optional_dependencies import require
-from keras_spiking_tf.models.spiking_transformer import save_to_preset
-from keras_spiking_tf.models.spiking_transformer import spiking_transformer_preset_files as files
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import check_preset
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    load_registry,
-)
+from keras_spiking_tf.models import preset_files as files
+from keras_spiking_tf.models.model_family import check_preset
+from keras_spiking_tf.models.model_family import load_registry
+from keras_spiking_tf.models.spiking_image_classifier import save_to_preset
 
 STATE_DICT_KEYS = ("state_dict", "model")
 SPS_SUFFIXES = ("", "1", "2", "3")

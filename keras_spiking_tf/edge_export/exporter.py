@@ -102,8 +102,9 @@ def export(
     """Exports a classifier for edge runtimes, verifies it, returns a report.
 
     Args:
-        model: a `SpikingTransformerImageClassifier` (any single-input Keras
-            classifier taking normalised images works).
+        model: a classifier of either family (`SpikingTransformerImageClassifier`,
+            `MetaSpikeFormerImageClassifier`); any single-input Keras
+            classifier taking normalised images works.
         path: destination: a `.tflite` file (LiteRT), an `.onnx` file, or a
             SavedModel directory. Its parent directory is created if needed.
         format: `"litert"`, `"onnx"`, `"saved_model"` or `"litert_micro"`

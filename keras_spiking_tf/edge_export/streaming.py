@@ -1,11 +1,11 @@
 """Exporting one time step with explicit state: LiteRT and ONNX files that
 an event-camera device runs a frame at a time.
 
-The exported graph is `SpikingTransformerStepModel` (see
-`models/spiking_transformer/spiking_transformer_streaming.py`): inputs
-`frame` and `state_0 ... state_{n-1}` (every neuron's membrane, then the sum
-of the step logits so far and the step count), outputs `logits` (the
-running prediction), `step_logits` and `next_state_0 ...`. The state is
+The exported graph is `SpikingStepModel` (see `models/streaming.py`), of
+a classifier of either family: inputs `frame` and `state_0 ...
+state_{n-1}` (every neuron's membrane, then the sum of the step logits so
+far and the step count), outputs `logits` (the running prediction),
+`step_logits` and `next_state_0 ...`. The state is
 plain tensors the caller carries from one call to the next: the file has
 no variables for it and no loop. `export_step_model` verifies the written
 file by stepping it `T` times on frame sequences and comparing with the
@@ -47,12 +47,10 @@ from keras_spiking_tf.edge_export.formats import FORMATS
 from keras_spiking_tf.edge_export.formats import QUANTIZATIONS
 from keras_spiking_tf.inference_graph import optimize_for_inference
 from keras_spiking_tf.optional_dependencies import require
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    SpikingTransformerStepModel,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    running_logits,
-)
+from keras_spiking_tf.models.streaming import PREDICT_METHODS
+from keras_spiking_tf.models.streaming import SpikingStepModel
+from keras_spiking_tf.models.streaming import check_classifier
+from keras_spiking_tf.models.streaming import running_logits
 
 STEP_FORMATS = ("litert", "onnx", "litert_micro")  # litert_micro: batch 1, static, TFLM
 MAX_SEED = 2**32 - 1  # NumPy's seeds
@@ -206,8 +204,9 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
     """Exports one time step of `classifier` with explicit state, verified.
 
     Args:
-        classifier: a `SpikingTransformerImageClassifier` (a mixed-precision
-            one is exported as a float32 copy).
+        classifier: an image classifier of either family, as
+            `SpikingStepModel` takes (a mixed-precision one is exported as a
+            float32 copy).
         path: a `.tflite` (LiteRT) or `.onnx` file.
         format: `"litert"`, `"onnx"` or `"litert_micro"` (batch 1, static
             shapes, for TFLM on microcontrollers: one frame per invoke with
@@ -251,10 +250,7 @@ def export_step_model(classifier, path, format="litert", verification_inputs=Non
         ImportError: the format's optional packages are not installed.
         ExportError, ExportVerificationError: as `export`.
     """
-    if not (isinstance(classifier, keras.Model) and hasattr(classifier, "backbone")):
-        raise validation.invalid(
-            "classifier", classifier, "a SpikingTransformerImageClassifier", error=TypeError
-        )
+    check_classifier("classifier", classifier, PREDICT_METHODS)
     path = validation.check_path_text("path", path)
     validation.check_choice("format", format, STEP_FORMATS)
     suffix = {"litert": ".tflite", "onnx": ".onnx", "litert_micro": ".tflite"}[format]
@@ -318,10 +314,10 @@ def _export_step_model_here(classifier, path, format, verification_inputs, label
         batch_size = default_batch_size(model)
     keras_outputs = _keras_step_outputs(model, verification_inputs, batch_size)
 
-    step = SpikingTransformerStepModel(model)
+    step = SpikingStepModel(model)
     representative = None
     if format == "litert_micro":  # the inference graph (its zero-padded pools quantize)
-        step = SpikingTransformerStepModel(optimize_for_inference(model, jit_compile=False))
+        step = SpikingStepModel(optimize_for_inference(model, jit_compile=False))
         if quantization == "int8":
             representative = litert_micro.step_calibration(
                 step, model, representative_inputs, batch_size

@@ -79,10 +79,33 @@ class SpikingBlock(keras.layers.Layer):
     def batch_norm(self, name):
         return SpikingBatchNormalization(dtype=self.dtype_policy, name=name)
 
+    def batch_norm_folds(self):
+        """What `optimize_for_inference` folds in this block: a list of
+        `(synapse, batch_norms)`, `batch_norms` a tuple of the BatchNorms
+        applied one after the other to the synapse's output (usually one;
+        `FoldsBatchNorm.fold_batch_norm` composes several). The synapse is a
+        `Dense`/`Conv2D` of this block or of a sub-layer that is not a
+        `SpikingBlock` (Meta-SpikeFormer's `RepConv`); a `SpikingBlock`
+        sub-layer declares its own. `optimize_for_inference` asks every
+        block and refuses a model with a BatchNorm that none declares.
+
+        The default is one fold per pair of `synapse_batch_norm_pairs`; a
+        block with another structure overrides either method.
+
+        Example:
+
+        ```python
+        for synapse, batch_norms in block.batch_norm_folds():
+            synapse.fold_batch_norm(*batch_norms)
+        ```
+        """
+        return [(synapse, (batch_norm,)) for synapse, batch_norm in self.synapse_batch_norm_pairs()]
+
     def synapse_batch_norm_pairs(self):
         """`(synapse, BatchNorm)` pairs in which the BatchNorm is applied
         directly to the synapse's output: by SDT's naming (design.md §5),
-        `X_bn` follows `X_conv` (`q_conv` -> `q_bn`, `proj_conv1` -> `proj_bn1`)."""
+        `X_bn` follows `X_conv` (`q_conv` -> `q_bn`, `proj_conv1` -> `proj_bn1`,
+        Meta-SpikeFormer's `encode_conv` -> `encode_bn`, `conv1` -> `bn1`)."""
         layers = {
             layer.name: layer
             for layer in self._flatten_layers(include_self=False, recursive=False)

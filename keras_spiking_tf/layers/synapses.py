@@ -58,18 +58,41 @@ class FoldsBatchNorm:
     makes the BatchNorm an identity. The folded network computes the same
     function; only the float32 rounding differs (the products are scaled
     before the sum instead of after it).
+
+    BatchNorms applied one after the other (Meta-SpikeFormer's RepConv and
+    the BatchNorm that follows it) are first composed into one affine map,
+    `z = (y s1 + t1) s2 + t2 = y (s1 s2) + (t1 s2 + t2)`, in float64, and
+    folded with a single rounding.
     """
 
     folded_bias = None  # the bias of a folded layer built without one
+    folded = False
 
-    def fold_batch_norm(self, batch_norm):
-        """Merges `batch_norm` (applied directly to this layer's output)
-        into this layer's kernel and bias, and makes it an identity.
+    def fold_batch_norm(self, *batch_norms):
+        """Merges `batch_norms` (the first applied directly to this layer's
+        output, each next one to the previous one's) into this layer's
+        kernel and bias, and makes each an identity.
 
         Args:
-            batch_norm: the `SpikingBatchNormalization` that follows.
+            *batch_norms: the `SpikingBatchNormalization`s that follow, in
+                the order they are applied (at least one).
+
+        Raises:
+            ValueError: no BatchNorm, or this layer or one of them is folded
+                already (declared twice).
         """
-        scale, shift = batch_norm.inference_affine()
+        if not batch_norms:
+            raise ValueError(f"No BatchNorm given to fold into '{self.name}'.")
+        for layer in (self, *batch_norms):
+            if layer.folded:
+                raise ValueError(
+                    f"'{layer.name}' is folded already: each synapse and each BatchNorm "
+                    "may appear in one declared fold only (`batch_norm_folds`)."
+                )
+        scale, shift = 1.0, 0.0
+        for batch_norm in batch_norms:
+            bn_scale, bn_shift = batch_norm.inference_affine()
+            scale, shift = scale * bn_scale, shift * bn_scale + bn_shift
         kernel = np.asarray(ops.convert_to_numpy(self.kernel), "float64")
         bias = shift
         if self.use_bias:
@@ -79,7 +102,9 @@ class FoldsBatchNorm:
             self.bias.assign(bias.astype("float32"))
         else:
             self.folded_bias = bias.astype("float32")
-        batch_norm.folded = True
+        self.folded = True
+        for batch_norm in batch_norms:
+            batch_norm.folded = True
 
     def add_folded_bias(self, outputs):
         if self.folded_bias is None:

@@ -10,11 +10,13 @@ from keras_spiking_tf.models.spiking_transformer import (
 from keras_spiking_tf.models.spiking_transformer import (
     SpikingTransformerImageConverter,
 )
-from keras_spiking_tf.models.spiking_transformer import SpikingTransformerStepModel
-from keras_spiking_tf.models.spiking_transformer import predict_anytime
 from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
 from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageClassifier
 from keras_spiking_tf.models.meta_spikeformer import (
     MetaSpikeFormerImageClassifierPreprocessor,
 )
 from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageConverter
+from keras_spiking_tf.models.streaming import AnytimePrediction
+from keras_spiking_tf.models.streaming import SpikingStepModel
+from keras_spiking_tf.models.streaming import predict_anytime
+from keras_spiking_tf.models.streaming import running_logits

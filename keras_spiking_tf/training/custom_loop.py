@@ -14,7 +14,9 @@ from keras_spiking_tf.training.optimization import make_loss
 
 def _classifier_output(logits):
     """The classifier's prediction from what the trained model returns: its
-    logits, or per-step logits `(batch, T, classes)` (TET), averaged over T."""
+    logits, or per-step logits `(batch, T, classes)` (TET) averaged over T,
+    or the stacked heads' logits `(batch, 2, classes)` (a distillation head,
+    `distillation.py`) averaged over the heads."""
     return tf.reduce_mean(logits, axis=1) if len(logits.shape) == 3 else logits
 
 
@@ -28,13 +30,16 @@ class CustomLoop:
         global_batch_size: examples per step over all replicas.
         callbacks: Keras callbacks, called as `fit` would.
         verbose: show a progress bar.
+        distillation: `model` returns the stacked heads of a classifier
+            with a distillation head (`make_loss`).
     """
 
-    def __init__(self, strategy, model, recipe, global_batch_size, callbacks, verbose=1):
+    def __init__(self, strategy, model, recipe, global_batch_size, callbacks, verbose=1,
+                 distillation=False):
         self.strategy = strategy
         self.model = model
         self.global_batch_size = global_batch_size
-        self.loss = make_loss(recipe, reduction=None)
+        self.loss = make_loss(recipe, reduction=None, distillation=distillation)
         self.callbacks = keras.callbacks.CallbackList(callbacks, model=model)
         self.verbose = verbose
         with strategy.scope():

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spiking_tf.training.distillation import HardDistillationLoss
 from keras_spiking_tf.training.schedules import WarmupCosineSchedule
 
 
@@ -38,10 +39,26 @@ def make_optimizer(recipe, model, steps_per_epoch, dtype_policy="float32"):
     return optimizer
 
 
-def make_loss(recipe, reduction="sum_over_batch_size"):
+def make_loss(recipe, reduction="sum_over_batch_size", distillation=False):
     """The recipe's loss on logits and one-hot (possibly mixed) labels:
-    cross-entropy on the classifier's output, or `TETLoss` on the per-step
-    logits (`recipe.loss == "tet"`)."""
+    cross-entropy on the classifier's output, `TETLoss` on the per-step
+    logits (`recipe.loss == "tet"`), or, with `distillation` (a classifier
+    with a distillation head), `HardDistillationLoss` on both heads' logits
+    (`distillation.py`).
+
+    Raises:
+        ValueError: `distillation` with a recipe whose loss is not
+            `"cross_entropy"` (TET has no distillation form).
+    """
+    if distillation:
+        if recipe.loss != "cross_entropy":
+            raise ValueError(
+                f"A classifier with a distillation head (kd=True) trains with the hard-"
+                f"distillation loss, which has no {recipe.loss!r} form; use a recipe with "
+                "\"loss\": \"cross_entropy\" (e.g. meta_spikeformer_finetune), or a preset "
+                "without the distillation head."
+            )
+        return HardDistillationLoss(recipe.label_smoothing, reduction=reduction)
     if recipe.loss == "tet":
         return TETLoss(recipe.tet_lambda, recipe.tet_phi, recipe.label_smoothing, reduction=reduction)
     return keras.losses.CategoricalCrossentropy(

@@ -1,7 +1,7 @@
 """Training recipes: the paper's hyper-parameters as data files (design.md §6).
 
 A recipe is a JSON file; the built-in ones live in `training/recipes/`
-(`cifar`, `imagenet`, `digits`, `finetune` (small data sets, from a preset's weights), and the event-camera recipes `event_digits`, `dvs_gesture_t16`, `dvs_gesture_t10`, `cifar10_dvs`, `nmnist`). `load_recipe` accepts a built-in name or a
+(`cifar`, `imagenet`, `digits`, `finetune` (small data sets, from a preset's weights), `meta_spikeformer_finetune` (the Meta-SpikeFormer T=4 ImageNet fine-tuning, SPEC §10), and the event-camera recipes `event_digits`, `dvs_gesture_t16`, `dvs_gesture_t10`, `cifar10_dvs`, `nmnist`). `load_recipe` accepts a built-in name or a
 path to your own file with the same keys.
 """
 

@@ -1,6 +1,7 @@
 """`train()`: the library entry point behind `kst-train` / `tools/train.py`.
 
-One call trains a preset on a data set with a recipe and writes, into
+One call trains a preset of any registered model family
+(`models/model_family.py`) on a data set with a recipe and writes, into
 `output_dir` (by default a fresh `runs/<preset>-<date>-<time>/` per run):
 `checkpoints/` (resumable), `tensorboard/`, `metrics.csv` (one row per
 epoch), `best_preset/` (the epoch with the best *validation* accuracy; of equal
@@ -34,24 +35,19 @@ from keras_spiking_tf.run_lock import lock_holder
 from keras_spiking_tf.run_lock import locked_error
 from keras_spiking_tf.atomic_directory import sweep_stale_staging
 from keras_spiking_tf.atomic_directory import write_text_atomically
-from keras_spiking_tf.models.spiking_transformer import from_preset
-from keras_spiking_tf.models.spiking_transformer import save_to_preset
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    read_preset_json,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    read_preset_metadata,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    preset_architecture,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    resolve_preset,
-)
 from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif import MAX_TIME_STEPS
 from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import check_preset
+from keras_spiking_tf.models.model_family import builtin_entry
+from keras_spiking_tf.models.model_family import check_preset
+from keras_spiking_tf.models.model_family import dataset_of
+from keras_spiking_tf.models.model_family import family_of_model
+from keras_spiking_tf.models.model_family import preset_architecture
+from keras_spiking_tf.models.model_family import resolve_preset
+from keras_spiking_tf.models.preset_files import read_preset_json
+from keras_spiking_tf.models.preset_files import read_preset_metadata
+from keras_spiking_tf.models.spiking_image_classifier import from_preset
+from keras_spiking_tf.models.spiking_image_classifier import save_to_preset
 from keras_spiking_tf.training.checkpointing import CheckpointDirectory
 from keras_spiking_tf.training.checkpointing import ResumableCheckpoint
 from keras_spiking_tf.training.checkpointing import initial_state
@@ -62,6 +58,9 @@ from keras_spiking_tf.training.datasets import check_validation_fraction
 from keras_spiking_tf.training.datasets import find_dataset
 from keras_spiking_tf.training.datasets import is_image_folder
 from keras_spiking_tf.training.datasets import load_dataset
+from keras_spiking_tf.training.distillation import DISTILLATION_ALPHA
+from keras_spiking_tf.training.distillation import MeanOfHeadsAccuracy
+from keras_spiking_tf.training.distillation import heads_model
 from keras_spiking_tf.training.distribution import check_strategy
 from keras_spiking_tf.training.distribution import is_chief
 from keras_spiking_tf.training.distribution import make_strategy
@@ -335,13 +334,17 @@ def check_output_dir(output_dir, resume):
 
 
 def preset_num_classes(preset):
-    """The number of classes of a preset's head (from its `task.json`)."""
+    """The number of classes of a preset's head: a built-in preset's data
+    set's, or a directory's or hub handle's (its `task.json`)."""
+    if builtin_entry(preset) is not None:
+        return dataset_of(preset)["num_classes"]
     return read_preset_json(resolve_preset(preset), "task.json")["config"]["num_classes"]
 
 
 def build_model(config, splits, dtype_policy):
-    """The classifier to train, with a head sized (and named) for the data set
-    and the input channels of `preset_channels`."""
+    """The classifier to train, of any registered model family (the
+    preset's), with a head sized (and named) for the data set and the input
+    channels of `preset_channels`."""
     overrides = {"dtype": dtype_policy}
     if config.time_steps is not None:
         overrides["time_steps"] = config.time_steps
@@ -379,14 +382,17 @@ def check_preset_takes_dataset(config):
 
 
 def describe_run(config, model, splits, recipe, dtype_policy, output_dir):
-    """What `kst-train` prints before training: the run in one line, then
-    what was done to the data (converted channels, skipped files)."""
+    """What `kst-train` prints before training: the run in one line (the
+    architecture as the model's family describes it in model cards), then
+    what was done to the data (converted channels, skipped files) and, for
+    a distillation head, how it is trained."""
     backbone = model.backbone
+    architecture = dict(family_of_model(model).model_card_rows(backbone))["architecture"]
     params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     start = "fine-tuning from the preset's weights" if config.init_weights else "from scratch"
     line = (
-        f"Training {config.preset} ({backbone.attention}, {backbone.num_layers} blocks x "
-        f"{backbone.hidden_dim}, T={backbone.time_steps}, {params:,} parameters, {start}) on "
+        f"Training {config.preset} ({backbone.attention}; {architecture}; "
+        f"T={backbone.time_steps}, {params:,} parameters, {start}) on "
         f"{config.dataset}: {splits.num_train:,} train / {splits.num_validation:,} validation / "
         f"{splits.num_test:,} test images, {splits.num_classes} classes; recipe "
         f"'{recipe_name(config)}': {recipe.total_epochs} epochs of batch {recipe.batch_size}, "
@@ -399,7 +405,19 @@ def describe_run(config, model, splits, recipe, dtype_policy, output_dir):
             + ("; --image_channels 3 trains an RGB model instead"
                if backbone.image_shape[-1] == 1 else "")
         )
-    return line + "".join(f"\n  data: {note}" for note in notes)
+    text = line + "".join(f"\n  data: {note}" for note in notes)
+    if uses_distillation(model):
+        text += f"\n  loss: {DISTILLATION_NOTE}"
+    return text
+
+
+DISTILLATION_NOTE = (
+    "the distillation head (kd) trains with DeiT's hard-distillation loss, "
+    f"{1 - DISTILLATION_ALPHA:g} CE(head, labels) + {DISTILLATION_ALPHA:g} CE(head_kd, teacher), "
+    "but with no teacher model the labels "
+    "stand in for the teacher's predictions (not the official CAFormer distillation); "
+    "accuracy is that of the classifier's output (head + head_kd) / 2"
+)
 
 
 ENERGY_IMAGES = 32
@@ -480,12 +498,30 @@ def _best_preset_saver(directory, chief, classifier):
 
 
 def training_model(model, recipe):
-    """What `fit` trains: the classifier, or, for the TET loss, its per-step
-    logits model (the same layers and weights), with the recipe's loss and
-    accuracy metric."""
+    """What `fit` trains, its loss and its accuracy metric: the classifier
+    with the recipe's loss; for the TET loss, its per-step logits model; for
+    a classifier with a distillation head (`kd=True`), its stacked heads
+    model with the hard-distillation loss (`distillation.py`: no teacher is
+    available, the labels stand in for its predictions). The latter two
+    share the classifier's layers and weights, and their accuracy is that
+    of the classifier's own output.
+
+    Raises:
+        ValueError: a distillation head with a recipe whose loss is TET.
+    """
+    if uses_distillation(model):
+        loss = make_loss(recipe, distillation=True)
+        return heads_model(model), loss, MeanOfHeadsAccuracy(name="accuracy")
     if recipe.loss == "tet":
-        return model.per_step_logits_model(), MeanOverTimeAccuracy(name="accuracy")
-    return model, keras.metrics.CategoricalAccuracy(name="accuracy")
+        return (model.per_step_logits_model(), make_loss(recipe),
+                MeanOverTimeAccuracy(name="accuracy"))
+    return model, make_loss(recipe), keras.metrics.CategoricalAccuracy(name="accuracy")
+
+
+def uses_distillation(model):
+    """Whether `model` trains with the hard-distillation loss: a classifier
+    with a distillation head (`kd=True`, Meta-SpikeFormer's `head_kd`)."""
+    return bool(getattr(model, "kd", False))
 
 
 def _repair_best_preset(directory, state, model, chief):
@@ -593,10 +629,10 @@ def run_training(config, announce=None):
 
     with strategy_scope(strategy):
         model = build_model(config, splits, dtype_policy)
-        fitted, accuracy = training_model(model, recipe)
+        fitted, loss, accuracy = training_model(model, recipe)
         fitted.compile(
             optimizer=make_optimizer(recipe, model, steps, dtype_policy),
-            loss=make_loss(recipe),
+            loss=loss,
             metrics=[accuracy],
             jit_compile=config.jit_compile,
         )
@@ -637,7 +673,8 @@ def run_training(config, announce=None):
         if config.strategy == "multi_worker":
             from keras_spiking_tf.training.custom_loop import CustomLoop
 
-            custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose)
+            custom_loop = CustomLoop(strategy, fitted, recipe, batch, callbacks, config.verbose,
+                                     distillation=uses_distillation(model))
         else:  # the custom loop draws its own progress bar
             callbacks.append(RunProgressBar(recipe.total_epochs))
 

@@ -13,7 +13,6 @@ attention and spiking MLP).
 
 import keras
 from keras import ops
-from keras_hub.models import Backbone
 from keras_hub.src.utils.keras_utils import standardize_data_format
 
 from keras_spiking_tf import validation
@@ -25,6 +24,7 @@ from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_block import MSBlock
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_conv_block import MSConvBlock
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_conv_block import MSDownsampling
+from keras_spiking_tf.models.spiking_backbone import SpikingBackbone
 
 # The backbone's arguments, which are its architecture.
 ARCHITECTURE_KEYS = (
@@ -114,7 +114,7 @@ def check_backbone_arguments(**arguments):
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
-class MetaSpikeFormerBackbone(Backbone):
+class MetaSpikeFormerBackbone(SpikingBackbone):
     """Meta-SpikeFormer (Spike-Driven Transformer V2) returning membranes.
 
     Images `(batch, H, W, C)`, already normalised, are repeated over
@@ -160,6 +160,8 @@ class MetaSpikeFormerBackbone(Backbone):
     membrane = backbone(np.zeros((1, 32, 32, 3)))   # (1, 2, 4, 48)
     ```
     """
+
+    architecture_keys = ARCHITECTURE_KEYS
 
     def __init__(
         self,
@@ -236,19 +238,7 @@ class MetaSpikeFormerBackbone(Backbone):
         ]
 
         # === Functional model ===
-        height, width, channels = tuple(image_shape)
-        frame_shape = (height, width, channels)
-        if layout == "channels_first":
-            frame_shape = (channels, height, width)
-        if input_type == "frames":
-            image_input = keras.Input(shape=(time_steps, *frame_shape), name="frames")
-            to_last = (1, 3, 4, 2)
-        else:
-            image_input = keras.Input(shape=frame_shape, name="images")
-            to_last = (2, 3, 1)
-        x = image_input
-        if layout == "channels_first":
-            x = keras.layers.Permute(to_last, dtype=dtype, name="to_channels_last")(x)
+        image_input, x = self.image_input(image_shape, input_type, layout, time_steps, dtype)
         for stage in self.stages:
             x = stage(x)
         _, steps, out_height, out_width, out_channels = x.shape
@@ -269,17 +259,3 @@ class MetaSpikeFormerBackbone(Backbone):
         self.input_type = input_type
         self.data_format = data_format  # as given: None follows the Keras setting
         self.image_layout = layout
-
-    @property
-    def num_tokens(self):
-        return self.output.shape[2]
-
-    @property
-    def channel_axis(self):
-        """The channel axis of the backbone's input images."""
-        return 1 if self.image_layout == "channels_first" else -1
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({key: getattr(self, key) for key in ARCHITECTURE_KEYS})
-        return config

@@ -75,6 +75,19 @@ class RepConvProjections:
             else:
                 layer.build(tokens)
 
+    def batch_norm_folds(self):
+        """Each RepConv's folds, its last BatchNorm composed with the
+        BatchNorm after the RepConv (`q_bn`, ...): two BatchNorms in a row
+        fold into the RepConv's `pointwise` convolution
+        (`RepConv.batch_norm_folds`)."""
+        return [
+            fold
+            for name in ("q", "k", "v", "proj")
+            for fold in getattr(self, f"{name}_conv").batch_norm_folds(
+                following=(getattr(self, f"{name}_bn"),)
+            )
+        ]
+
     def project(self, name, frames, training):
         conv, bn = getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn")
         return bn(conv(frames, training=training), training=training)

@@ -241,6 +241,11 @@ class SepConv(ConvolutionBlock):
             input_shape[1],
         )
 
+    def synapse_batch_norm_pairs(self):
+        """`pwconv1 -> bn1` and `pwconv2 -> bn2` (the depthwise convolution
+        has no BatchNorm of its own: `bn2` follows `pwconv2`)."""
+        return [(self.pwconv1, self.bn1), (self.pwconv2, self.bn2)]
+
     def call(self, inputs, training=None):
         steps = inputs.shape[1]
         hidden = self.bn1(self.pwconv1(fold_time(self.lif1(inputs))), training=training)

@@ -1,34 +1,19 @@
 """The Meta-SpikeFormer image classifier: backbone + spiking head, with the
 optional knowledge-distillation head (SPEC §10, "Head")."""
 
-import inspect
-import os
-
 import keras
 from keras import ops
-from keras_hub.models import ImageClassifier
 from keras_hub.models import Task
 
 from keras_spiking_tf import validation
 from keras_spiking_tf.layers.lif import LIF
-from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_presets as presets
-from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_backbone import (
-    ARCHITECTURE_KEYS,
-)
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_backbone import (
     MetaSpikeFormerBackbone,
-)
-from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_backbone import (
-    check_backbone_arguments,
 )
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_image_classifier_preprocessor import (  # noqa: E501
     MetaSpikeFormerImageClassifierPreprocessor,
 )
-from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_image_converter import (
-    MetaSpikeFormerImageConverter,
-)
-
-MAX_CLASSES = 1 << 20
+from keras_spiking_tf.models.spiking_image_classifier import SpikingImageClassifier
 
 
 def kd_logits(logits, kd_logits_):
@@ -38,7 +23,7 @@ def kd_logits(logits, kd_logits_):
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
-class MetaSpikeFormerImageClassifier(ImageClassifier):
+class MetaSpikeFormerImageClassifier(SpikingImageClassifier):
     """Image classifier on a `MetaSpikeFormerBackbone`.
 
         x = mean over tokens of the last membrane      (batch, T, C3)
@@ -58,6 +43,11 @@ class MetaSpikeFormerImageClassifier(ImageClassifier):
         preprocessor: `None` or a `MetaSpikeFormerImageClassifierPreprocessor`.
         activation: `None` (logits) or e.g. `"softmax"`, applied last.
         head_dtype: dtype policy of the head (float32 by default).
+        class_names: `None` or one name per class (saved with the model;
+            used by `decode_predictions`).
+
+    Presets, saving, predictions on raw images, `fit` and `export` are
+    every family's (`SpikingImageClassifier`).
 
     Example:
 
@@ -79,14 +69,12 @@ class MetaSpikeFormerImageClassifier(ImageClassifier):
         preprocessor=None,
         activation=None,
         head_dtype="float32",
+        class_names=None,
         **kwargs,
     ):
-        validation.check_keyword_arguments(
-            "MetaSpikeFormerImageClassifier", kwargs, ("name", "trainable", "dtype"))
-        if not isinstance(backbone, MetaSpikeFormerBackbone):
-            raise validation.invalid(
-                "backbone", backbone, "a MetaSpikeFormerBackbone", error=TypeError)
-        check_classifier_arguments(num_classes, kd, preprocessor, activation, head_dtype)
+        self.check_init_arguments(backbone, kwargs, num_classes, kd=kd, preprocessor=preprocessor,
+                                  activation=activation, head_dtype=head_dtype,
+                                  class_names=class_names)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -122,6 +110,30 @@ class MetaSpikeFormerImageClassifier(ImageClassifier):
         self.kd = kd
         self.activation = activation
         self.head_dtype = head_dtype
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+
+    @classmethod
+    def check_task_arguments(cls, num_classes, kd=False, allow_none_classes=False, **arguments):
+        """Every family's task arguments (`SpikingImageClassifier`), and
+        `kd` (a bool).
+
+        Example:
+
+        ```python
+        MetaSpikeFormerImageClassifier.check_task_arguments(1000, kd=True)
+        ```
+        """
+        validation.check_bool("kd", kd)
+        super().check_task_arguments(num_classes, allow_none_classes=allow_none_classes,
+                                     **arguments)
+
+    def per_step_logits(self):
+        """The symbolic per-step logits `(batch, T, num_classes)`: with `kd`,
+        `(head + head_kd) / 2` of each step (their mean over T is the
+        output before the activation)."""
+        if not self.kd:
+            return self.output_dense.output
+        return kd_logits(self.output_dense.output, self.kd_dense.output)
 
     def head_outputs_model(self):
         """A model sharing this one's layers that returns the heads' logits
@@ -133,107 +145,41 @@ class MetaSpikeFormerImageClassifier(ImageClassifier):
         outputs = [ops.mean(head(spikes), axis=1) for head in heads]
         return keras.Model(self.inputs[0], outputs, name=f"{self.name}_heads")
 
-    def get_config(self):
-        config = Task.get_config(self)
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "kd": self.kd,
-                "activation": self.activation,
-                "head_dtype": self.head_dtype,
-            }
-        )
-        return config
+    def step_logits(self, frame):
+        """The head's logits of one time step: this classifier's forward
+        pass with `T = 1`, for `SpikingStepModel` (`models/streaming.py`).
 
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, num_classes=None, **kwargs):
-        """Builds a classifier from a built-in preset (`PRESETS`), with
-        backbone overrides; any other preset (a directory, a hub handle)
-        goes to KerasHub's loader.
+        Every neuron starts from its membrane as `explicit_membranes` gives
+        it (zeros outside that context), so inside it this is step `t` of
+        the multi-step model. With `kd` it is `(head + head_kd) / 2` of the
+        step: the mean over `T` is linear, so the mean of the step logits
+        over `T` steps, through `output_activation`, is `call`'s output.
 
         Args:
-            preset: a built-in name, e.g. `"sdt_v2_8_512_imagenet"`, or a
-                saved preset directory or hub handle.
-            load_weights: the built-in presets have no published weights
-                yet: they need `load_weights=False` (random initialisation).
-            num_classes: `None` keeps the preset's 1000 classes.
-            **kwargs: `kd` (e.g. `kd=False` drops the distillation head),
-                `activation`, `head_dtype`, `dtype`, `name`, and backbone
-                arguments to override (`time_steps=1`, `attention`, ...:
-                every key of `ARCHITECTURE_KEYS`). Everything is checked
-                before anything is built.
+            frame: one preprocessed input step, `(batch, H, W, C)` (or
+                `(batch, C, H, W)` under `channels_first`): frame `t` of a
+                frame sequence, or the image itself.
+
+        Returns:
+            The step's logits `(batch, num_classes)`, float32, before the
+            activation.
 
         Example:
 
         ```python
-        model = MetaSpikeFormerImageClassifier.from_preset(
-            "st_v2_8_384_imagenet", load_weights=False, time_steps=1)
+        with explicit_membranes({}) as membranes:
+            logits = classifier.step_logits(images)   # step 1 of T
         ```
         """
-        validation.check_string("preset", preset)
-        validation.check_bool("load_weights", load_weights)
-        if preset not in presets.PRESETS:
-            if "://" not in preset and not os.path.isdir(os.path.expanduser(preset)):
-                raise ValueError(
-                    f"Unknown preset {preset!r}: it is no built-in Meta-SpikeFormer preset "
-                    "and no directory of that name exists."
-                    + validation.suggestion(preset, presets.PRESETS)
-                    + f" Built-in presets: {', '.join(sorted(presets.PRESETS))}."
-                )
-            if num_classes is not None:
-                kwargs["num_classes"] = num_classes
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
-        task_arguments = [
-            name for name in inspect.signature(cls.__init__).parameters
-            if name not in ("self", "backbone", "num_classes", "kwargs")
-        ]
-        validation.check_keyword_arguments(
-            "from_preset", kwargs, ("dtype", "name", *task_arguments, *ARCHITECTURE_KEYS))
-        overrides = {k: kwargs.pop(k) for k in ARCHITECTURE_KEYS if k in kwargs}
-        check_backbone_arguments(**overrides)
-        entry = presets.PRESETS[preset]
-        dataset = presets.dataset_of(preset)
-        num_classes = dataset["num_classes"] if num_classes is None else num_classes
-        kd = kwargs.pop("kd", entry["kd"])
-        check_classifier_arguments(num_classes, kd, **{
-            k: kwargs[k] for k in ("preprocessor", "activation", "head_dtype") if k in kwargs})
-        if load_weights and not entry["weights"]:
-            raise ValueError(
-                f"Preset '{preset}' has no published weights. Build it with random "
-                "weights using `load_weights=False`."
-            )
-        dtype = kwargs.pop("dtype", None)
-        backbone = MetaSpikeFormerBackbone(
-            **{**presets.backbone_config(preset), **overrides}, dtype=dtype)
-        if "preprocessor" not in kwargs:
-            height, width = backbone.image_shape[:2]
-            kwargs["preprocessor"] = MetaSpikeFormerImageClassifierPreprocessor(
-                MetaSpikeFormerImageConverter.from_dataset_stats(
-                    (height, width), dataset["mean"], dataset["std"]))
-        return cls(backbone, num_classes, kd=kd, dtype=dtype, **kwargs)
-
-
-def check_classifier_arguments(num_classes, kd=False, preprocessor=None, activation=None,
-                               head_dtype="float32"):
-    """The classifier's own arguments, before anything is built.
-
-    Example:
-
-    ```python
-    check_classifier_arguments(1000, kd=True)
-    ```
-    """
-    validation.check_integer("num_classes", num_classes, minimum=1, maximum=MAX_CLASSES)
-    validation.check_bool("kd", kd)
-    if preprocessor is not None and not isinstance(
-        preprocessor, MetaSpikeFormerImageClassifierPreprocessor
-    ):
-        raise validation.invalid(
-            "preprocessor", preprocessor,
-            "a MetaSpikeFormerImageClassifierPreprocessor or None", error=TypeError,
-        )
-    validation.check_identifier(
-        "activation", activation, keras.activations.get,
-        "a Keras activation (e.g. 'softmax'), a callable or None",
-    )
-    validation.check_dtype_policy("head_dtype", head_dtype)
+        x = ops.expand_dims(frame, 1)  # (batch, 1, ...): every stage sees one step
+        if self.backbone.image_layout == "channels_first":
+            x = ops.transpose(x, (0, 1, 3, 4, 2))
+        for stage in self.backbone.stages:
+            x = stage(x, training=False)
+        _, _, height, width, channels = x.shape
+        membrane = ops.reshape(x, (-1, 1, height * width, channels))
+        spikes = self.head_lif(ops.mean(ops.cast(membrane, self.head_lif.compute_dtype), axis=2))
+        logits = self.output_dense(spikes)
+        if self.kd:
+            logits = kd_logits(logits, self.kd_dense(spikes))
+        return ops.cast(logits[:, 0], "float32")

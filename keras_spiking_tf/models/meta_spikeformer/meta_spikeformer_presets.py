@@ -8,6 +8,8 @@ counts, with the KD head and without it (`params_without_kd`). None has
 published Keras weights (the official 8-512 checkpoint converts, issue 22
 item 4). The data set (image size, normalisation) is the registry's
 `imagenet` entry, shared with the first family (`presets/presets.json`).
+Their shipped preset directories (configs and model card, no weights) are
+written by `tools/write_presets.py`.
 
 Example:
 
@@ -16,9 +18,7 @@ PRESETS["sdt_v2_8_512_imagenet"]["params"]   # 55991248
 ```
 """
 
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    load_registry,
-)
+from keras_spiking_tf.models.model_family import dataset_of
 
 _SIZES = {
     "8_384": ((96, 192, 384, 480), 31_814_864, 31_333_864, None),
@@ -54,11 +54,9 @@ PRESETS = {
 BACKBONE_PRESET_KEYS = (
     "embed_dims", "num_blocks", "num_heads", "mlp_ratio", "time_steps", "attention",
 )
-
-
-def dataset_of(name):
-    """The registry's data set entry of built-in preset `name`."""
-    return load_registry()["datasets"][PRESETS[name]["dataset"]]
+# What `list_presets()` shows of the architecture (`embed_dims` and
+# `num_blocks` where the first family has `num_layers` and `hidden_dim`).
+LISTED_KEYS = ("embed_dims", "num_blocks", "num_heads", "kd", "params_without_kd")
 
 
 def backbone_config(name):

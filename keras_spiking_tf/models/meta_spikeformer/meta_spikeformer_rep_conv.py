@@ -50,6 +50,18 @@ class BatchNormAndPad(SpikingBatchNormalization):
     `beta`. Zero padding would give a different result whenever
     `BN(0) != 0`.
 
+    Folding (`optimize_for_inference`). At inference BN is the per-channel
+    affine map `BN(y) = s y + t`, `s = gamma / sqrt(var + eps)`,
+    `t = beta - mean s`, so the border value is `BN(0) = t` and
+
+        pad(BN(y), BN(0)) = pad(s y + t, t) = s pad(y, 0) + t = BN(pad(y, 0)).
+
+    With `y = x W` from the 1x1 convolution before it, the BatchNorm folds
+    into that convolution like any other (`FoldsBatchNorm`): `x (W s) + t`
+    is `BN(y)` in the interior, and the folded layer (an identity for the
+    values) still pads with `t`, from the statistics it keeps. Exact in
+    real arithmetic; float32 rounding differs as for every fold.
+
     Args:
         pad_pixels: border width (0 to 64); 0 is a plain BatchNorm.
         **kwargs: `SpikingBatchNormalization` arguments.
@@ -165,6 +177,33 @@ class RepConv(keras.layers.Layer):
         for layer in (self.conv1x1, self.bn_pad, self.depthwise, self.pointwise, self.bn):
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
+
+    def batch_norm_folds(self, following=()):
+        """The folds of `optimize_for_inference` (the
+        `SpikingBlock.batch_norm_folds` format): `bn_pad` into `conv1x1`
+        (`BatchNormAndPad` says why that is exact) and `bn`, composed with
+        `following` (the BatchNorms applied after the RepConv, e.g. the
+        attention's `q_bn`), into `pointwise`. The block that holds the
+        RepConv declares them.
+
+        Why not all of it into one 3x3 convolution: pushing the affine map
+        `s z + t` of `bn_pad` forward instead, the depthwise kernel `D`
+        absorbs `s` and, as every 3x3 window of `s pad(y, 0) + t` adds
+        `t D` summed over the window, the constant `t sum(D)` per channel
+        passes through `pointwise` `P` into a bias `(t sum(D)) P`. The
+        RepConv is then one 3x3 convolution of `pad(x, 0)` with kernel
+        `K[i, j, :, o] = sum_c W[:, c] s_c D[i, j, c] P[c, o]`, exact in real
+        arithmetic, but `9 C_in C_out` products per pixel where the three
+        convolutions take `C_in^2 + 9 C_in + C_in C_out` (4.5 times fewer
+        for `C_in = C_out`), so the inference graph keeps the three.
+
+        Args:
+            following: BatchNorms applied to this RepConv's output, in order.
+
+        Returns:
+            `[(conv1x1, (bn_pad,)), (pointwise, (bn, *following))]`.
+        """
+        return [(self.conv1x1, (self.bn_pad,)), (self.pointwise, (self.bn, *following))]
 
     def call(self, inputs, training=None):
         x = self.bn_pad(self.conv1x1(inputs), training=training)

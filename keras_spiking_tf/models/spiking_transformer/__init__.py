@@ -1,13 +1,22 @@
 """The Spiking Transformer model family (A2OS2A, SDT and Spikformer attention).
 
-Importing it registers the family's classes with Keras and its built-in
-presets with KerasHub, as KerasHub's own model families do.
+Importing it registers the family's classes with Keras and the family, with
+its built-in presets, in the model-family registry and with KerasHub
+(`model_family.register_family`), as KerasHub's own model families do.
 """
 
-from keras_hub.src.utils.preset_utils import register_presets
-
+from keras_spiking_tf.models.model_family import ModelFamily
+from keras_spiking_tf.models.model_family import register_family
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_model_card as card
+from keras_spiking_tf.models.spiking_transformer import spiking_transformer_presets as presets
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+    ARCHITECTURE_KEYS,
+)
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
     SpikingTransformerBackbone,
+)
+from keras_spiking_tf.models.spiking_transformer.spiking_transformer_backbone import (
+    check_backbone_arguments,
 )
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier import (  # noqa: E501
     SpikingTransformerImageClassifier,
@@ -18,58 +27,17 @@ from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_class
 from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_converter import (  # noqa: E501
     SpikingTransformerImageConverter,
 )
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    upload_preset,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    AnytimePrediction,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    SpikingTransformerStepModel,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    predict_anytime,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_streaming import (
-    running_logits,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    backbone_presets,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    list_presets,
-)
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_presets import (
-    weights_available,
-)
 
-register_presets(backbone_presets, SpikingTransformerBackbone)
-
-
-def from_preset(preset, load_weights=True, num_classes=None, **kwargs):
-    """`SpikingTransformerImageClassifier.from_preset` (see there).
-
-    Example:
-
-    ```python
-    model = keras_spiking_tf.from_preset("st_2_64_digits")
-    model = keras_spiking_tf.from_preset("st_8_512_imagenet", load_weights=False)
-    ```
-    """
-    return SpikingTransformerImageClassifier.from_preset(
-        preset, load_weights=load_weights, num_classes=num_classes, **kwargs
-    )
-
-
-def save_to_preset(model, preset_dir, metadata=None):
-    """`model.save_to_preset(preset_dir, metadata=metadata)`: the same
-    atomic, checksummed preset with its model card, whichever way it is
-    called.
-
-    Example:
-
-    ```python
-    keras_spiking_tf.save_to_preset(model, "my_preset")
-    ```
-    """
-    return model.save_to_preset(preset_dir, metadata=metadata)
+FAMILY = register_family(ModelFamily(
+    name="spiking_transformer",
+    classifier_cls=SpikingTransformerImageClassifier,
+    presets=presets.PRESETS,
+    backbone_config=presets.backbone_config,
+    architecture_keys=ARCHITECTURE_KEYS,
+    check_backbone_arguments=check_backbone_arguments,
+    listed_keys=presets.LISTED_KEYS,
+    official_name="SpikingTransformer",
+    paper="https://arxiv.org/abs/2503.00226",
+    model_card_rows=card.model_card_rows,
+    model_card_notes=card.model_card_notes,
+))

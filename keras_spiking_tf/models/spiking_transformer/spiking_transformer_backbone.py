@@ -1,7 +1,6 @@
 """The Spiking Transformer backbone: SPS, then L encoder blocks (design.md §1)."""
 
 import keras
-from keras_hub.models import Backbone
 from keras_hub.src.utils.keras_utils import standardize_data_format
 
 from keras_spiking_tf import validation
@@ -13,9 +12,7 @@ from keras_spiking_tf.layers.spiking_patch_splitting import SpikingPatchSplittin
 from keras_spiking_tf.layers.spiking_patch_splitting import check_patch_splitting_arguments
 from keras_spiking_tf.layers.spiking_self_attention import check_attention_arguments
 from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
-from keras_spiking_tf.models.spiking_transformer.spiking_transformer_preset_files import (
-    verify_weights_file,
-)
+from keras_spiking_tf.models.spiking_backbone import SpikingBackbone
 
 # The backbone's arguments, which are its architecture: the one list that
 # presets, `from_preset` overrides and the tools read.
@@ -114,7 +111,7 @@ def check_backbone_arguments(**arguments):
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking_tf")
-class SpikingTransformerBackbone(Backbone):
+class SpikingTransformerBackbone(SpikingBackbone):
     """Spiking Transformer (SDT architecture) returning membrane features.
 
     Images `(batch, H, W, C)`, already normalised, are repeated over
@@ -166,6 +163,8 @@ class SpikingTransformerBackbone(Backbone):
     membrane = backbone(np.zeros((1, 32, 32, 3)))   # (1, 4, 64, 256)
     ```
     """
+
+    architecture_keys = ARCHITECTURE_KEYS
 
     def __init__(
         self,
@@ -233,17 +232,7 @@ class SpikingTransformerBackbone(Backbone):
         ]
 
         # === Functional model ===
-        height, width, channels = tuple(image_shape)
-        frame_shape = (channels, height, width) if layout == "channels_first" else (height, width, channels)
-        if input_type == "frames":
-            image_input = keras.Input(shape=(time_steps, *frame_shape), name="frames")
-            to_last = (1, 3, 4, 2)
-        else:
-            image_input = keras.Input(shape=frame_shape, name="images")
-            to_last = (2, 3, 1)
-        images = image_input
-        if layout == "channels_first":
-            images = keras.layers.Permute(to_last, dtype=dtype, name="to_channels_last")(images)
+        image_input, images = self.image_input(image_shape, input_type, layout, time_steps, dtype)
         membrane = self.patch_embed(images)
         for block in self.blocks:
             membrane = block(membrane)
@@ -265,24 +254,3 @@ class SpikingTransformerBackbone(Backbone):
         self.input_type = input_type
         self.data_format = data_format  # as given: None follows the Keras setting
         self.image_layout = layout
-
-    @property
-    def num_tokens(self):
-        return self.output.shape[2]
-
-    @property
-    def channel_axis(self):
-        """The channel axis of the backbone's input images."""
-        return 1 if self.image_layout == "channels_first" else -1
-
-    def load_weights(self, filepath, *args, **kwargs):
-        """`keras.Model.load_weights`, after checking the file (SHA-256 from
-        the `metadata.json` beside it, readable HDF5; see
-        `spiking_transformer_preset_files.verify_weights_file`)."""
-        verify_weights_file(filepath)
-        return super().load_weights(filepath, *args, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({key: getattr(self, key) for key in ARCHITECTURE_KEYS})
-        return config

@@ -1,12 +1,14 @@
-"""A classifier one time step at a time, and "anytime" predictions.
+"""A classifier one time step at a time, and "anytime" predictions, for
+every model family.
 
 Every stateful element of the network is a neuron, and every other layer
 acts on one time step at a time (design.md §9). So the network can run a
 frame at a time with its membranes as explicit state, the way an event
-camera delivers frames: `SpikingTransformerStepModel` is that step, built
-from the classifier's own layers and weights. After `T` steps from
-`initial_state` its running prediction is the multi-step classifier's
-output, every spike equal.
+camera delivers frames: `SpikingStepModel` is that step, built from the
+classifier's own layers and weights. Each family's classifier gives its
+forward pass for one step as `step_logits(frame)`; the rest is the same
+for all. After `T` steps from `initial_state` the running prediction is the
+multi-step classifier's output, every spike equal.
 
 The running mean of the head's per-step logits is a valid prediction after
 any number of steps ("anytime" inference): `predict_anytime` stops each
@@ -17,7 +19,7 @@ and reports how many steps it used.
 Example:
 
 ```python
-step = SpikingTransformerStepModel(classifier)
+step = SpikingStepModel(classifier)
 state = step.initial_state(batch_size=8)
 for frame in frames:                      # (batch, H, W, C) each
     logits, step_logits, *state = step([frame, *state])
@@ -39,15 +41,27 @@ from keras_spiking_tf.layers.lif import explicit_membranes
 MAX_BATCH_SIZE = 1 << 20
 
 
-def check_classifier(name, classifier):
-    """`classifier`, which must be a `SpikingTransformerImageClassifier`."""
-    from keras_spiking_tf.models.spiking_transformer.spiking_transformer_image_classifier import (  # noqa: E501
-        SpikingTransformerImageClassifier,
-    )
+# What `SpikingStepModel` needs of a classifier's class, besides a
+# `backbone`: its forward pass for one time step. `running_logits` and
+# `predict_anytime` also check their inputs with it (`check_images`).
+STEP_METHODS = ("step_logits",)
+PREDICT_METHODS = ("step_logits", "check_images")
 
-    if not isinstance(classifier, SpikingTransformerImageClassifier):
-        raise validation.invalid(
-            name, classifier, "a SpikingTransformerImageClassifier", error=TypeError
+
+def check_classifier(name, classifier, methods=STEP_METHODS):
+    """`classifier`, which must be a Keras model with a `backbone` whose
+    class defines `methods` (`step_logits`: its forward pass for one time
+    step; every image classifier of this library has them)."""
+    missing = [m for m in methods if not callable(getattr(type(classifier), m, None))]
+    if not isinstance(classifier, keras.Model) or not hasattr(classifier, "backbone") or missing:
+        needs = ", ".join(f"`{m}`" for m in methods)
+        raise TypeError(
+            f"`{name}` must be a spiking image classifier: a Keras model with a `backbone` "
+            f"whose class defines {needs} (`step_logits(frame)`: the head's logits of one "
+            "time step), e.g. a SpikingTransformerImageClassifier or a "
+            f"MetaSpikeFormerImageClassifier; got a {type(classifier).__name__}"
+            + (f", which lacks {', '.join(f'`{m}`' for m in missing)}" if missing else "")
+            + "."
         )
     return classifier
 
@@ -57,9 +71,10 @@ def check_batch_size(batch_size):
     return validation.check_integer("batch_size", batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
 
 
-class SpikingTransformerStepModel(keras.Model):
-    """One time step of a `SpikingTransformerImageClassifier`, its membranes
-    as explicit state.
+class SpikingStepModel(keras.Model):
+    """One time step of a spiking image classifier (either family: a
+    `SpikingTransformerImageClassifier` or a
+    `MetaSpikeFormerImageClassifier`), its membranes as explicit state.
 
     `call([frame, *state])` returns `[logits, step_logits, *next_state]`:
 
@@ -71,15 +86,26 @@ class SpikingTransformerStepModel(keras.Model):
       `(batch, classes)` and the number of steps taken `(batch, 1)`.
     - `logits`: the running prediction, the mean of the step logits so far
       (through the classifier's activation, if it has one);
-      `step_logits`: this step's head output.
+      `step_logits`: this step's head output (the classifier's
+      `step_logits(frame)`).
 
     The layers (and so the weights) are the classifier's; there are no
     variables of its own and no loop, so the step exports as one graph with
     the state as explicit inputs and outputs.
 
     Args:
-        classifier: the `SpikingTransformerImageClassifier` to step.
+        classifier: the classifier to step: a Keras model with a `backbone`
+            whose class defines `step_logits(frame)`.
         **kwargs: standard model arguments.
+
+    Example:
+
+    ```python
+    step = SpikingStepModel(classifier)
+    state = step.initial_state(batch_size=1)
+    for frame in frames:                      # (1, H, W, C) each
+        logits, step_logits, *state = step([frame, *state])
+    ```
     """
 
     def __init__(self, classifier, **kwargs):
@@ -159,26 +185,12 @@ class SpikingTransformerStepModel(keras.Model):
         frame, *state = inputs
         membranes, logit_sum, count = state[:-2], state[-2], state[-1]
         with explicit_membranes(dict(zip(self.neurons, membranes))) as final:
-            step_logits = self._step(frame)
+            step_logits = self.classifier.step_logits(frame)
         logit_sum = logit_sum + step_logits
         count = count + 1.0
         logits = self.classifier.output_activation(logit_sum / count)
         next_membranes = [ops.cast(final[n], "float32") for n in self.neurons]
         return [logits, step_logits, *next_membranes, logit_sum, count]
-
-    def _step(self, frame):
-        """The classifier's forward pass for one step (`T = 1`)."""
-        classifier = self.classifier
-        backbone = classifier.backbone
-        x = ops.expand_dims(frame, 1)
-        if backbone.image_layout == "channels_first":
-            x = ops.transpose(x, (0, 1, 3, 4, 2))
-        membrane = backbone.patch_embed(x, training=False)
-        for block in backbone.blocks:
-            membrane = block(membrane, training=False)
-        token_mean = ops.mean(ops.cast(membrane, classifier.head_lif.compute_dtype), axis=2)
-        step_logits = classifier.output_dense(classifier.head_lif(token_mean))
-        return ops.cast(step_logits[:, 0], "float32")
 
 
 @dataclasses.dataclass
@@ -210,13 +222,13 @@ class _StepModelCache:
 
 
 def _step_model_of(classifier):
-    """The classifier's `SpikingTransformerStepModel`, made on first use and
+    """The classifier's `SpikingStepModel`, made on first use and
     kept with the classifier, so that repeated `running_logits` and
     `predict_anytime` calls reuse its traced or compiled step instead of
     tracing it again (about a second on TensorFlow, several on JAX)."""
     cache = classifier.__dict__.get("_kst_step_model_cache")
     if cache is None:
-        cache = _StepModelCache(SpikingTransformerStepModel(classifier))
+        cache = _StepModelCache(SpikingStepModel(classifier))
         object.__setattr__(classifier, "_kst_step_model_cache", cache)  # untracked
     return cache.step
 
@@ -248,7 +260,7 @@ def running_logits(classifier, x, batch_size=64):
     `x` is what `predict` takes: raw images (the preprocessor is applied)
     or frame sequences `(batch, T, ...)`.
     """
-    check_classifier("classifier", classifier)
+    check_classifier("classifier", classifier, PREDICT_METHODS)
     validation.check_array_like("x", x)
     batch_size = check_batch_size(batch_size)
     classifier.check_images(x)
@@ -304,7 +316,9 @@ def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     calls.
 
     Args:
-        classifier: a `SpikingTransformerImageClassifier` (logits out).
+        classifier: an image classifier of either family (a
+            `SpikingTransformerImageClassifier` or a
+            `MetaSpikeFormerImageClassifier`), as `SpikingStepModel` takes.
         x: raw images or frame sequences, as `predict` takes them.
         threshold: the exit probability, a finite number >= 0; `1.0` (or
             more) never exits early.
@@ -324,7 +338,7 @@ def predict_anytime(classifier, x, threshold=0.9, batch_size=64):
     np.mean(result.steps), np.mean(result.labels == labels)
     ```
     """
-    check_classifier("classifier", classifier)
+    check_classifier("classifier", classifier, PREDICT_METHODS)
     validation.check_array_like("x", x)
     threshold = validation.check_number("threshold", threshold, minimum=0.0)
     batch_size = check_batch_size(batch_size)

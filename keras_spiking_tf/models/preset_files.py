@@ -1,4 +1,4 @@
-"""Reading and writing Spiking Transformer preset directories safely.
+"""Reading and writing preset directories safely (every model family's).
 
 What this adds to KerasHub's own preset handling:
 
