@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 
 from keras_spiking_tf.conversion import convert_sdt_checkpoint  # noqa: E402
 from keras_spiking_tf.conversion import load_sdt_state_dict  # noqa: E402
+from keras_spiking_tf.models import SpikingTransformerImageClassifier  # noqa: E402
 
 
 class WritesAFile:
@@ -122,8 +123,12 @@ def test_preset_naming_a_non_keras_class_is_refused(saved_preset, tmp_path):
         config.update(module="os", class_name="system", registered_name="system")
 
     preset = tampered(saved_preset, tmp_path, "config.json", to_os_system)
-    with pytest.raises((TypeError, ValueError), match="Could not build preset .*class.* system"):
+    # The family registry refuses it before Keras reads the config ...
+    with pytest.raises(ValueError, match="holds a 'system' backbone .*no registered model family"):
         keras_spiking_tf.from_preset(preset, load_weights=False)
+    # ... and Keras' safe deserialisation does, when the family is named.
+    with pytest.raises((TypeError, ValueError), match="Could not build preset .*class.* system"):
+        SpikingTransformerImageClassifier.from_preset(preset, load_weights=False)
 
 
 def test_preset_naming_an_unregistered_function_is_refused(saved_preset, tmp_path, monkeypatch):
