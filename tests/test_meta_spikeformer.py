@@ -446,9 +446,9 @@ def test_float64_matches_reference_exactly():
 def test_library_checkpoint_map_agrees_with_this_test_map(parity_case):
     """`meta_spikeformer_checkpoint` (the converter's map, a walk of the
     layers) names and lays out every weight as this test's regex map does."""
+    from keras_spiking_tf.conversion.sdt_checkpoint import to_keras_layout
     from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_checkpoint import (
         checkpoint_tensors,
-        to_keras_layout,
     )
 
     state = parity_case.reference.state_dict()

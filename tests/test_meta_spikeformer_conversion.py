@@ -24,8 +24,10 @@ import test_meta_spikeformer as v2  # noqa: E402
 from conftest import subprocess_env  # noqa: E402
 from conftest import tool_command  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_checkpoint  # noqa: E402
-from keras_spiking_tf.conversion import sdt_checkpoint as conversion  # noqa: E402
 from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageClassifier  # noqa: E402
+from keras_spiking_tf.models.meta_spikeformer import (  # noqa: E402
+    meta_spikeformer_checkpoint as v2_keys,
+)
 
 
 class NotAllowListed:
@@ -146,7 +148,7 @@ def test_builtin_v2_presets_build_the_checkpoint_head(monkeypatch):
     calls = []
     monkeypatch.setattr(MetaSpikeFormerImageClassifier, "from_preset",
                         classmethod(lambda cls, preset, **kwargs: calls.append((preset, kwargs))))
-    build = conversion._build_v2_target
+    build = v2_keys.build_target
     assert build("sdt_v2_8_512_imagenet", None, 1000, True)[0] == "sdt_v2_8_512_imagenet"
     assert build("sdt_v2_8_512_imagenet", "a2os2a", 1000, True)[0] == "st_v2_8_512_imagenet"
     assert build("st_v2_8_384_imagenet", "ssa", 10, False)[0] == "sdt_v2_8_384_imagenet"
@@ -167,8 +169,8 @@ def test_convert_tool_on_the_official_format(official):
         capture_output=True, text=True, env=subprocess_env(), timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "MetaSpikeFormerImageClassifier.from_preset" in result.stdout
-    assert "with KD head" in result.stdout
+    assert "keras_spiking_tf.from_preset" in result.stdout
+    assert "Meta-SpikeFormer" in result.stdout and "with the distillation head" in result.stdout
     model = MetaSpikeFormerImageClassifier.from_preset(str(output))
     inputs = v2.images(23, batch=2)
     torch_logits, _ = v2.run_torch(reference, inputs)

@@ -6,7 +6,9 @@ the shared `SpikingImageClassifier`, its preprocessor, one preset and one
 line of library code knowing it: `keras_spiking_tf.from_preset` by name,
 `list_presets`, `save_to_preset` and reloading, KerasHub's own
 `ImageClassifier.from_preset` on the saved directory, `predict` on raw
-images. Then the registry's refusals.
+images, and, once it declares a checkpoint format, `convert_sdt_checkpoint`.
+Then the registry's refusals, and the converter's of a family without a
+checkpoint format.
 """
 
 import dataclasses
@@ -23,12 +25,15 @@ from keras_hub.models import Task
 
 import keras_spiking_tf
 from keras_spiking_tf import validation
+from keras_spiking_tf.conversion import convert_sdt_checkpoint
+from keras_spiking_tf.conversion import convert_sdt_state_dict
 from keras_spiking_tf.layers.lif import LIF
 from keras_spiking_tf.models import MetaSpikeFormerBackbone
 from keras_spiking_tf.models import MetaSpikeFormerImageClassifier
 from keras_spiking_tf.models import MetaSpikeFormerImageClassifierPreprocessor
 from keras_spiking_tf.models import MetaSpikeFormerImageConverter
 from keras_spiking_tf.models import model_family
+from keras_spiking_tf.models.checkpoint_format import CheckpointFormat
 from keras_spiking_tf.models.model_family import ModelFamily
 from keras_spiking_tf.models.model_family import family_of_model
 from keras_spiking_tf.models.model_family import family_of_preset
@@ -64,6 +69,7 @@ class ToyBackbone(SpikingBackbone):
         self.data_format = data_format
         self.input_type = "image"
         self.image_layout = "channels_last"
+        self.attention = "none"  # as its preset entry says
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -145,9 +151,37 @@ def toy_family(**changes):
     return dataclasses.replace(family, **changes)
 
 
+def toy_checkpoint_tensors(classifier):
+    """The toy's PyTorch key map: a Conv2d `patch` and a Linear `head`."""
+    patch, head = classifier.backbone.patch, classifier.output_dense
+    return {"patch.weight": (patch.kernel, "conv"), "patch.bias": (patch.bias, "vector"),
+            "head.weight": (head.kernel, "linear"), "head.bias": (head.bias, "vector")}
+
+
+TOY_CHECKPOINT = CheckpointFormat(
+    name="toy_torch",
+    key_prefixes=("patch.",),
+    expected_tensors=toy_checkpoint_tensors,
+    skipped_keys=lambda classifier, expected: {},
+    build_target=lambda preset, init_attention, num_classes, kd: (
+        preset, keras_spiking_tf.from_preset(preset, load_weights=False, num_classes=num_classes)),
+    size_hint="toy_{width}_digits",
+    describe_checkpoint=lambda state_dict: f"{len(state_dict)} tensors",
+    describe_model=lambda classifier: f"width {classifier.backbone.width}",
+    report_size=lambda classifier: {"width": classifier.backbone.width},
+)
+
+
 @pytest.fixture
 def toy():
     family = register_family(toy_family())
+    yield family
+    model_family.unregister_family("toy")
+
+
+@pytest.fixture
+def toy_with_checkpoint():
+    family = register_family(toy_family(checkpoint=TOY_CHECKPOINT))
     yield family
     model_family.unregister_family("toy")
 
@@ -239,6 +273,57 @@ def test_a_preset_of_no_registered_family_is_refused(tmp_path):
         keras_spiking_tf.from_preset(str(directory))
     with pytest.raises(TypeError, match="registered model family"):
         family_of_model(keras.Sequential())
+
+
+def test_a_checkpoint_format_is_all_the_converter_needs(toy_with_checkpoint, tmp_path):
+    """The toy family declares a checkpoint format in its registration;
+    `convert_sdt_checkpoint` then converts a PyTorch file into its preset
+    (the head resized to the checkpoint's 5 classes), each tensor in the
+    Keras layout (checked against NumPy transposes, element by element)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    state_dict = {"patch.weight": rng.normal(size=(8, 1, 4, 4)), "patch.bias": rng.normal(size=8),
+                  "head.weight": rng.normal(size=(5, 8)), "head.bias": rng.normal(size=5)}
+    state_dict = {key: value.astype("float32") for key, value in state_dict.items()}
+    path = tmp_path / "toy.pth"
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state_dict.items()},
+                "epoch": 7}, path)
+    report = convert_sdt_checkpoint(path, PRESET, tmp_path / "converted")
+    assert (report["family"], report["preset"], report["width"], report["num_classes"],
+            report["epoch"], report["num_tensors"]) == ("toy_torch", PRESET, 8, 5, 7, 4)
+    model = keras_spiking_tf.from_preset(report["output_dir"])
+    assert type(model) is ToyImageClassifier
+    kernel = ops.convert_to_numpy(model.backbone.patch.kernel)  # (kh, kw, I, O) from OIHW
+    assert kernel[1, 2, 0, 5] == state_dict["patch.weight"][5, 0, 1, 2]
+    np.testing.assert_array_equal(kernel, np.transpose(state_dict["patch.weight"], (2, 3, 1, 0)))
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.output_dense.kernel),
+                                  state_dict["head.weight"].T)
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.output_dense.bias),
+                                  state_dict["head.bias"])
+    with pytest.raises(ValueError, match=r"'patch.weight'.*\[8, 1, 4, 4\].*\[4, 1, 4, 4\]"
+                                         r".*Checkpoint 4 tensors; model width 4"):
+        convert_sdt_state_dict(state_dict, keras_spiking_tf.from_preset(
+            PRESET, load_weights=False, width=4, num_classes=5))
+
+
+def test_conversion_refuses_a_family_without_a_checkpoint_format(toy, tmp_path):
+    """A family whose registration declares no checkpoint format is refused
+    by name, before the checkpoint is read or anything is written."""
+    checkpoint = tmp_path / "any.pth"
+    checkpoint.write_bytes(b"never read: the family is refused first")
+    with pytest.raises(ValueError, match=r"Preset 'toy_8_digits' is of model family 'toy', "
+                                         r"which has no checkpoint format to convert from.*"
+                                         r"spiking_transformer, meta_spikeformer"):
+        convert_sdt_checkpoint(checkpoint, PRESET, tmp_path / "converted")
+    assert os.listdir(tmp_path) == ["any.pth"]
+    model = keras_spiking_tf.from_preset(PRESET, load_weights=False)
+    with pytest.raises(ValueError, match="ToyImageClassifier is of model family 'toy', which has "
+                                         "no checkpoint format"):
+        convert_sdt_state_dict({"patch.weight": np.zeros((8, 1, 4, 4), "float32")}, model)
+    with pytest.raises(TypeError, match="SpikingTransformerImageClassifier or "
+                                        "MetaSpikeFormerImageClassifier"):
+        convert_sdt_state_dict({"patch.weight": np.zeros((8, 1, 4, 4), "float32")},
+                               model.backbone)
 
 
 def test_the_v2_classifier_has_every_family_path(tmp_path):

@@ -31,7 +31,6 @@ from conftest import tool_command  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_checkpoint  # noqa: E402
 from keras_spiking_tf.conversion import convert_sdt_state_dict  # noqa: E402
 from keras_spiking_tf.conversion import load_sdt_state_dict  # noqa: E402
-from keras_spiking_tf.conversion import sdt_checkpoint as conversion  # noqa: E402
 from keras_spiking_tf.layers import LIF  # noqa: E402
 from keras_spiking_tf.models import SpikingTransformerBackbone  # noqa: E402
 from keras_spiking_tf.models import SpikingTransformerImageClassifier  # noqa: E402
@@ -39,6 +38,9 @@ from keras_spiking_tf.models import (  # noqa: E402
     SpikingTransformerImageClassifierPreprocessor,
 )
 from keras_spiking_tf.models import SpikingTransformerImageConverter  # noqa: E402
+from keras_spiking_tf.models.spiking_transformer import (  # noqa: E402
+    spiking_transformer_checkpoint as sdt_keys,
+)
 
 # Two shared cores: with more than one thread, torch's OpenMP workers spin
 # against the other processes and a forward takes ~20x longer.
@@ -236,8 +238,8 @@ def test_round_trip_equals_in_memory_conversion(parity_case):
     """The saved preset reloads to the model `convert_sdt_state_dict` built."""
     in_memory = keras_spiking_tf.from_preset(parity_case.target_dir, load_weights=False)
     if parity_case.attention != "sdsa":
-        in_memory = conversion._build_target(
-            parity_case.target_dir, parity_case.attention, None
+        in_memory = sdt_keys.build_target(
+            parity_case.target_dir, parity_case.attention, None, kd=False
         )[1]
     state_dict = load_sdt_state_dict(parity_case.checkpoint)
     report = convert_sdt_state_dict(state_dict, in_memory)
@@ -427,15 +429,15 @@ def test_builtin_preset_targets(monkeypatch):
         calls.append((preset, kwargs))
         return "model"
 
-    monkeypatch.setattr(conversion, "from_preset", fake_from_preset)
-    build = conversion._build_target
-    assert build("sdt_8_512_imagenet", "a2os2a", 1000)[0] == "st_8_512_imagenet"
+    monkeypatch.setattr(sdt_keys, "from_preset", fake_from_preset)
+    build = sdt_keys.build_target
+    assert build("sdt_8_512_imagenet", "a2os2a", 1000, False)[0] == "st_8_512_imagenet"
     assert calls[-1] == ("st_8_512_imagenet", {"load_weights": False})
-    build("sdt_8_512_imagenet", None, 100)
+    build("sdt_8_512_imagenet", None, 100, False)
     assert calls[-1] == (
         "sdt_8_512_imagenet", {"load_weights": False, "num_classes": 100}
     )
-    build("sdt_2_256_cifar10", "ssa", 10)  # no ssa preset: override the attention
+    build("sdt_2_256_cifar10", "ssa", 10, False)  # no ssa preset: override the attention
     assert calls[-1] == (
         "sdt_2_256_cifar10", {"load_weights": False, "attention": "ssa"}
     )

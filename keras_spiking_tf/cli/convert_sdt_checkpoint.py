@@ -62,14 +62,10 @@ def _main(argv):
     if details:
         source += f" ({', '.join(details)})"
     print(f"Read {source}.")
-    if report["family"] == "sdt_v2":
-        size = (f"widths {report['embed_dims']}, blocks {report['num_blocks']}, "
-                f"{'with' if report['kd'] else 'without'} KD head")
-    else:
-        size = f"L={report['num_layers']}, D={report['hidden_dim']}"
+    heads = ", with the distillation head" if report.get("kd") else ""
     print(
-        f"Built '{report['preset']}': {report['attention']} attention, "
-        f"{size}, {report['num_classes']} classes."
+        f"Built '{report['preset']}': {report['architecture']}; {report['attention']} "
+        f"attention, {report['num_classes']} classes{heads}."
     )
     print(
         f"Converted {report['num_tensors']} tensors ({report['num_values']:,} values)."
@@ -86,9 +82,7 @@ def _main(argv):
             "fine-tuning, not a trained A2OS2A model."
         )
     print(f"Wrote preset {report['output_dir']}")
-    loader = ("MetaSpikeFormerImageClassifier.from_preset" if report["family"] == "sdt_v2"
-              else "keras_spiking_tf.from_preset")
-    print(f"Load it with {loader}({report['output_dir']!r}).")
+    print(f"Load it with keras_spiking_tf.from_preset({report['output_dir']!r}).")
     return 0
 
 

@@ -1,33 +1,24 @@
-"""Convert Spike-driven Transformer (SDT v1 and V2) PyTorch checkpoints to Keras presets.
+"""Convert PyTorch checkpoints (SDT v1 and V2) into Keras presets of any
+model family that declares a checkpoint format.
 
-SDT (Yao et al., NeurIPS 2023) publishes ImageNet checkpoints (T=4) for the
-sizes 8-384, 6-512, 8-512, 10-512 and 8-768. Their weights map one to one
-onto the `sdt_{L}_{D}_imagenet` presets (SDSA attention), and, since A2OS2A
-adds no parameters, onto the `st_{L}_{D}_imagenet` presets as a starting
-point for fine-tuning (design.md §5).
+The preset names the family (`model_family.family_of_preset`), and the
+family's `ModelFamily.checkpoint` (a `CheckpointFormat`) says everything
+family-specific: the key map (checkpoint key -> Keras variable and layout
+kind), the keys skipped on purpose, the target classifier to build (the
+preset's architecture with the checkpoint's head, or its sibling of another
+attention), and how to describe sizes in errors. SDT v1's is
+`models/spiking_transformer/spiking_transformer_checkpoint.py` (design.md
+§5: `sdt_{L}_{D}_imagenet`, and `st_*` for fine-tuning A2OS2A), SDT V2's
+(Meta-SpikeFormer, SPEC §10) `models/meta_spikeformer/meta_spikeformer_checkpoint.py`.
+A family without a format is refused before the checkpoint is read.
 
-Layout of the mapping (design.md §5):
-
-    patch_embed.proj_conv{,1,2,3}.weight  [O, I, 3, 3] -> Conv2D kernel HWIO
-    patch_embed.rpe_conv.weight           [D, D, 3, 3] -> Conv2D kernel HWIO
-    block.{i}.attn.{q,k,v}_conv.weight    [D, D, 1, 1] -> Dense kernel (D, D)
-    block.{i}.attn.proj_conv.{weight,bias}             -> Dense kernel, bias
-    block.{i}.mlp.fc{1,2}_conv.{weight,bias}           -> Dense kernel, bias
-    *_bn.{weight,bias,running_mean,running_var}
-        -> BatchNormalization gamma, beta, moving_mean, moving_variance
-    head.weight [K, D], head.bias [K]                  -> Dense "head"
-
-Skipped on purpose: every BN's `num_batches_tracked` (a training counter;
-Keras BN has no equivalent and inference does not use it) and SDT's unused
-`block.{i}.attn.talking_heads.weight`. Any other key the model does not
-have, any key it needs that is missing, and any shape mismatch is an error:
-the conversion never produces a partly random model.
-
-SDT V2 (Meta-SpikeFormer, SPEC §10): the official checkpoint
-`{"model": state_dict, "optimizer", "epoch", "scaler", "args"}` converts
-into the `sdt_v2_{L}_{D}_imagenet` presets (and, for fine-tuning, the
-`st_v2_*` ones); the preset names the family, and the key map is the
-family's own (`models/meta_spikeformer/meta_spikeformer_checkpoint.py`).
+This module does the rest, the same for every family: it reads the file
+safely (tensors and SDT's `argparse.Namespace` only), checks the
+state_dict against the key map (any key the model does not have, any key it
+needs that is missing, and any shape mismatch is an error: the conversion
+never produces a partly random model), converts each tensor by its layout
+kind (`LAYOUTS`, the one table of PyTorch -> Keras layouts) and writes the
+preset atomically.
 
 Example:
 
@@ -45,38 +36,30 @@ import os
 import pickle
 import re
 
-import keras
 import numpy as np
 
 from keras_spiking_tf import validation
 from keras_spiking_tf.layers.spiking_self_attention import check_attention_name
-from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerBackbone
-from keras_spiking_tf.models.meta_spikeformer import MetaSpikeFormerImageClassifier
-from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_checkpoint as v2_keys
-from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_presets import (
-    PRESETS as V2_PRESETS,
-)
-from keras_spiking_tf.models.spiking_image_classifier import from_preset
-from keras_spiking_tf.optional_dependencies import require
-from keras_spiking_tf.models import preset_files as files
+from keras_spiking_tf.models.checkpoint_format import CheckpointFormat
 from keras_spiking_tf.models.model_family import check_preset
-from keras_spiking_tf.models.model_family import load_registry
+from keras_spiking_tf.models.model_family import families
+from keras_spiking_tf.models.model_family import family_of_model
+from keras_spiking_tf.models.model_family import family_of_preset
+from keras_spiking_tf.models.spiking_image_classifier import SpikingImageClassifier
 from keras_spiking_tf.models.spiking_image_classifier import save_to_preset
+from keras_spiking_tf.optional_dependencies import require
 
 STATE_DICT_KEYS = ("state_dict", "model")
-SPS_SUFFIXES = ("", "1", "2", "3")
-# PyTorch BatchNorm tensor -> Keras weight, the same for both families.
-BN_TENSORS = v2_keys.BN_TENSORS
-# Layout kind -> (PyTorch layout, Keras layout), named in error messages.
+# Layout kind -> (PyTorch layout, Keras layout), named in error messages; the
+# kinds a family's key map (`CheckpointFormat.expected_tensors`) may name.
 LAYOUTS = {
-    "conv3x3": ("OIHW", "HWIO"),
-    "conv1x1": ("OIHW [O, I, 1, 1]", "Dense (I, O)"),
+    "conv": ("Conv2d OIHW (O, I, kh, kw)", "Conv2D HWIO (kh, kw, I, O)"),
+    "depthwise": ("depthwise Conv2d (C, 1, k, k)", "DepthwiseConv2D (k, k, C, 1)"),
+    "conv1x1": ("Conv2d OIHW [O, I, 1, 1]", "Dense (I, O)"),
+    "conv1d": ("Conv1d (O, I, 1)", "Dense (I, O)"),
     "linear": ("Linear (O, I)", "Dense (I, O)"),
     "vector": ("1-D", "1-D"),
 }
-# SDT V2's layouts (`meta_spikeformer_checkpoint.LAYOUTS`), prefixed here.
-V2_LAYOUTS = {f"v2_{name}": name for name in v2_keys.LAYOUTS if name != "vector"}
-LAYOUTS.update({kind: v2_keys.LAYOUTS[name] for kind, name in V2_LAYOUTS.items()})
 MAX_LISTED_KEYS = 50
 
 
@@ -206,136 +189,93 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def _expected_tensors(classifier):
-    """SDT key -> (Keras variable, layout kind), in SDT's module order."""
-    backbone = classifier.backbone
-    expected = {}
+def torch_shape(kind, keras_shape):
+    """The PyTorch shape of layout `kind` that converts to `keras_shape`.
 
-    def add_conv(prefix, layer, kind):
-        expected[f"{prefix}.weight"] = (layer.kernel, kind)
-        if layer.use_bias:
-            expected[f"{prefix}.bias"] = (layer.bias, "vector")
+    Args:
+        kind: a layout kind, a key of `LAYOUTS`.
+        keras_shape: the Keras variable's shape.
 
-    def add_bn(prefix, layer):
-        for torch_name, keras_name in BN_TENSORS:
-            expected[f"{prefix}.{torch_name}"] = (getattr(layer, keras_name), "vector")
+    Example:
 
-    patch_embed = backbone.patch_embed
-    for suffix, conv, bn in zip(
-        SPS_SUFFIXES, patch_embed.stage_convs, patch_embed.stage_bns
-    ):
-        add_conv(f"patch_embed.proj_conv{suffix}", conv, "conv3x3")
-        add_bn(f"patch_embed.proj_bn{suffix}", bn)
-    add_conv("patch_embed.rpe_conv", patch_embed.rpe_conv, "conv3x3")
-    add_bn("patch_embed.rpe_bn", patch_embed.rpe_bn)
-    for index, block in enumerate(backbone.blocks):
-        sublayers = (("attn", ("q", "k", "v", "proj")), ("mlp", ("fc1", "fc2")))
-        for module, names in sublayers:
-            layer = getattr(block, module)
-            for name in names:
-                prefix = f"block.{index}.{module}.{name}"
-                add_conv(f"{prefix}_conv", getattr(layer, f"{name}_conv"), "conv1x1")
-                add_bn(f"{prefix}_bn", getattr(layer, f"{name}_bn"))
-    add_conv("head", classifier.output_dense, "linear")
-    return expected
-
-
-def _is_v2(classifier):
-    return isinstance(classifier, MetaSpikeFormerImageClassifier)
-
-
-def _skipped_keys(expected, num_layers):
-    """Keys accepted but not loaded, with the reason (`num_layers`: SDT v1's
-    blocks, whose unused talking-heads convs are skipped; 0 for V2)."""
-    skipped = {}
-    for key in expected:
-        if key.endswith(".running_mean"):
-            prefix = key[: -len(".running_mean")]
-            skipped[f"{prefix}.num_batches_tracked"] = (
-                "BatchNorm step counter; Keras BatchNormalization has none and "
-                "inference does not use it"
-            )
-    for index in range(num_layers):
-        skipped[f"block.{index}.attn.talking_heads.weight"] = (
-            "SDT's talking_heads conv is never used in its forward pass"
-        )
-    return skipped
-
-
-def _torch_shape(kind, keras_shape):
-    """The PyTorch shape that converts to `keras_shape`."""
-    if kind in V2_LAYOUTS:
-        return v2_keys.torch_shape(V2_LAYOUTS[kind], keras_shape)
-    if kind == "conv3x3":
+    ```python
+    torch_shape("conv", (3, 3, 16, 32))   # (32, 16, 3, 3)
+    ```
+    """
+    if kind == "conv":
         height, width, channels_in, channels_out = keras_shape
         return (channels_out, channels_in, height, width)
+    if kind == "depthwise":
+        height, width, channels, multiplier = keras_shape
+        return (channels * multiplier, 1, height, width)
     if kind == "conv1x1":
         channels_in, channels_out = keras_shape
         return (channels_out, channels_in, 1, 1)
+    if kind == "conv1d":
+        channels_in, channels_out = keras_shape
+        return (channels_out, channels_in, 1)
     if kind == "linear":
         features_in, features_out = keras_shape
         return (features_out, features_in)
     return tuple(keras_shape)
 
 
-def _to_keras_layout(kind, array):
-    if kind in V2_LAYOUTS:
-        return v2_keys.to_keras_layout(V2_LAYOUTS[kind], array)
-    if kind == "conv3x3":
+def to_keras_layout(kind, array):
+    """A NumPy array in PyTorch layout `kind` -> the Keras weight's layout.
+
+    Args:
+        kind: a layout kind, a key of `LAYOUTS`.
+        array: the checkpoint's tensor as a NumPy array.
+
+    Example:
+
+    ```python
+    to_keras_layout("linear", np.zeros((10, 64))).shape   # (64, 10)
+    ```
+    """
+    if kind == "conv":
         return np.transpose(array, (2, 3, 1, 0))
+    if kind == "depthwise":
+        return np.transpose(array, (2, 3, 0, 1))
     if kind == "conv1x1":
         return np.transpose(array[:, :, 0, 0])
+    if kind == "conv1d":
+        return np.transpose(array[:, :, 0])
     if kind == "linear":
         return np.transpose(array)
     return array
 
 
-def _describe_checkpoint(state_dict):
-    """`"L=…, D=…, K=…"` guessed from the keys, for error messages."""
-    if any(key.startswith(("downsample", "block3.", "ConvBlock")) for key in state_dict):
-        return _describe_v2_checkpoint(state_dict)
-    blocks = {
-        int(match.group(1))
-        for key in state_dict
-        if (match := re.match(r"block\.(\d+)\.", key))
-    }
-    parts = [f"L={len(blocks)}"]
-    if "patch_embed.proj_conv3.weight" in state_dict:
-        parts.append(f"D={tuple(state_dict['patch_embed.proj_conv3.weight'].shape)[0]}")
-    if "head.weight" in state_dict:
-        parts.append(f"K={tuple(state_dict['head.weight'].shape)[0]}")
-    return ", ".join(parts)
+def _describe_checkpoint(state_dict, checkpoint):
+    """The checkpoint's size, as the format whose key prefixes most of its
+    keys have describes it (`checkpoint`, the target's, on a tie): a V2
+    checkpoint given an SDT v1 preset is described as V2."""
+    formats = [checkpoint, *(family.checkpoint for family in families()
+                             if family.checkpoint not in (None, checkpoint))]
+    looks_like = max(formats, key=lambda candidate: sum(
+        key.startswith(candidate.key_prefixes) for key in state_dict))
+    return looks_like.describe_checkpoint(state_dict)
 
 
-def _describe_v2_checkpoint(state_dict):
-    """SDT V2: the widths and transformer blocks the keys imply."""
-    widths = []
-    for stage in ("downsample1_2", "downsample2", "downsample3", "downsample4"):
-        key = f"{stage}.encode_conv.weight"
-        widths.append(tuple(state_dict[key].shape)[0] if key in state_dict else "?")
-    parts = [f"widths {widths}"]
-    for stage in ("block3", "block4"):
-        indices = {match.group(1) for key in state_dict
-                   if (match := re.match(rf"{stage}\.(\d+)\.", key))}
-        parts.append(f"{len(indices)} {stage} blocks")
-    if "head.weight" in state_dict:
-        parts.append(f"K={tuple(state_dict['head.weight'].shape)[0]}")
-    parts.append("KD head" if "head_kd.weight" in state_dict else "no KD head")
-    return ", ".join(parts)
+def _convertible_families():
+    return [family for family in families() if family.checkpoint is not None]
 
 
-def _describe_model(classifier):
-    backbone = classifier.backbone
-    if _is_v2(classifier):
-        return (
-            f"widths {list(backbone.embed_dims)}, {backbone.num_blocks[3]} block3 blocks, "
-            f"{backbone.num_blocks[4]} block4 blocks, K={classifier.num_classes}, "
-            + ("KD head" if classifier.kd else "no KD head")
+def _checkpoint_format(family, what):
+    """`family`'s checkpoint format; `what` (the preset or the classifier)
+    names it in the error for a family without one."""
+    if family.checkpoint is None:
+        raise ValueError(
+            f"{what} is of model family '{family.name}', which has no checkpoint format to "
+            "convert from (its ModelFamily has no `checkpoint`). Convert into a preset of a "
+            "family that has one ("
+            + ", ".join(f.name for f in _convertible_families()) + "), or give "
+            f"'{family.name}' a CheckpointFormat in its register_family call."
         )
-    return (
-        f"L={backbone.num_layers}, D={backbone.hidden_dim}, "
-        f"K={classifier.num_classes}"
-    )
+    if not isinstance(family.checkpoint, CheckpointFormat):
+        raise validation.invalid("checkpoint", family.checkpoint, "a CheckpointFormat or None",
+                                 hint=f"(of model family '{family.name}')", error=TypeError)
+    return family.checkpoint
 
 
 def _listed(keys):
@@ -347,22 +287,24 @@ def _listed(keys):
 
 
 def convert_sdt_state_dict(state_dict, classifier):
-    """Loads an SDT state_dict into a `SpikingTransformerImageClassifier`,
-    or an SDT V2 (Meta-SpikeFormer) state_dict into a
-    `MetaSpikeFormerImageClassifier`.
+    """Loads a PyTorch state_dict into a classifier of a family with a
+    checkpoint format: an SDT state_dict into a
+    `SpikingTransformerImageClassifier`, an SDT V2 (Meta-SpikeFormer) one
+    into a `MetaSpikeFormerImageClassifier`.
 
-    SDT V2's keys and layouts are `meta_spikeformer_checkpoint`'s (SPEC §10).
-    For SDT v1, every key of design.md §5 is converted (OIHW conv kernels to HWIO, 1x1 convs
-    and the Linear head to Dense kernels, BN weight/bias/running stats to
-    gamma/beta/moving_mean/moving_variance) and assigned. Nothing is
-    assigned unless the whole state_dict fits: keys are checked for
-    completeness and shapes before the first assignment.
+    The keys and layout kinds are the family's key map
+    (`ModelFamily.checkpoint.expected_tensors`; SDT v1: design.md §5, V2:
+    SPEC §10); every tensor is converted to its Keras layout (`LAYOUTS`:
+    conv kernels OIHW to HWIO, 1x1 convs and Linear heads to Dense kernels,
+    BN weight/bias/running stats to gamma/beta/moving_mean/moving_variance)
+    and assigned. Nothing is assigned unless the whole state_dict fits: keys
+    are checked for completeness and shapes before the first assignment.
 
     Args:
         state_dict: `name -> tensor` (torch tensors or NumPy arrays) with
-            SDT's key names, e.g. from `load_sdt_state_dict`.
-        classifier: the target `SpikingTransformerImageClassifier` (SDSA or
-            A2OS2A attention; the keys are the same) or
+            the checkpoint's key names, e.g. from `load_sdt_state_dict`.
+        classifier: the target, e.g. a `SpikingTransformerImageClassifier`
+            (SDSA or A2OS2A attention; the keys are the same) or a
             `MetaSpikeFormerImageClassifier` (either attention).
 
     Returns:
@@ -371,9 +313,18 @@ def convert_sdt_state_dict(state_dict, classifier):
         `num_values` (elements assigned).
 
     Raises:
-        ValueError: unknown keys or missing keys (each listed), or a shape
-            mismatch (naming the first mismatching key with both shapes in
-            PyTorch layout, and the Keras shape).
+        TypeError: `classifier` is no classifier of a registered family.
+        ValueError: its family has no checkpoint format; unknown keys or
+            missing keys (each listed), or a shape mismatch (naming the
+            first mismatching key with both shapes in PyTorch layout, and
+            the Keras shape).
+
+    Example:
+
+    ```python
+    report = convert_sdt_state_dict(load_sdt_state_dict("8_512.pth.tar"), model)
+    report["num_tensors"]
+    ```
     """
     if not isinstance(state_dict, dict):
         raise validation.invalid("state_dict", state_dict, "a dict name -> tensor",
@@ -381,26 +332,26 @@ def convert_sdt_state_dict(state_dict, classifier):
     if not all(isinstance(key, str) for key in state_dict):
         raise validation.invalid("state_dict", state_dict, "a dict with string keys (SDT's names)",
                                  error=TypeError)
-    if not (isinstance(classifier, keras.Model) and hasattr(classifier, "backbone")):
+    if not isinstance(classifier, SpikingImageClassifier):
         raise validation.invalid(
             "classifier", classifier,
-            "a SpikingTransformerImageClassifier or MetaSpikeFormerImageClassifier",
+            "a " + " or ".join(f.classifier_cls.__name__ for f in _convertible_families()),
             error=TypeError)
+    checkpoint = _checkpoint_format(family_of_model(classifier), type(classifier).__name__)
     if not state_dict:
         raise validation.invalid("state_dict", state_dict, "a non-empty dict name -> tensor")
     state_dict = {
         (key[len("module."):] if key.startswith("module.") else key): value
         for key, value in state_dict.items()
     }
-    if _is_v2(classifier):
-        expected = {key: (variable, f"v2_{layout}" if layout != "vector" else layout)
-                    for key, (variable, layout) in v2_keys.checkpoint_tensors(classifier).items()}
-        skippable = _skipped_keys(expected, 0)
-        size_hint = "sdt_v2_8_{C2}_imagenet, and kd=False for a checkpoint without head_kd"
-    else:
-        expected = _expected_tensors(classifier)
-        skippable = _skipped_keys(expected, classifier.backbone.num_layers)
-        size_hint = "sdt_{L}_{D}_imagenet"
+    expected = checkpoint.expected_tensors(classifier)
+    unknown_kinds = sorted({kind for _, kind in expected.values() if kind not in LAYOUTS})
+    if unknown_kinds:
+        raise ValueError(
+            f"Checkpoint format '{checkpoint.name}' maps keys to layout kinds {unknown_kinds}, "
+            f"which the converter does not know; use those of LAYOUTS: {list(LAYOUTS)}."
+        )
+    skippable = checkpoint.skipped_keys(classifier, expected)
     unknown = [k for k in state_dict if k not in expected and k not in skippable]
     missing = [k for k in expected if k not in state_dict]
     for key, value in state_dict.items():  # the values the model has a place for
@@ -419,16 +370,16 @@ def convert_sdt_state_dict(state_dict, classifier):
             )
         raise ValueError(
             "The state_dict does not match the model "
-            f"(checkpoint {_describe_checkpoint(state_dict)}; model "
-            f"{_describe_model(classifier)}). " + "; ".join(problems) + ". "
-            f"Pick the preset of the checkpoint's family and size ({size_hint}) "
-            "and make sure it is an SDT checkpoint with LIF neurons."
+            f"(checkpoint {_describe_checkpoint(state_dict, checkpoint)}; model "
+            f"{checkpoint.describe_model(classifier)}). " + "; ".join(problems) + ". "
+            "Pick the preset of the checkpoint's family and size "
+            f"({checkpoint.size_hint}) and make sure it is an SDT checkpoint with LIF neurons."
         )
 
     converted = {}
     for key, (variable, kind) in expected.items():
         array = _to_numpy(state_dict[key])
-        wanted = _torch_shape(kind, tuple(variable.shape))
+        wanted = torch_shape(kind, tuple(variable.shape))
         if tuple(array.shape) != wanted:
             torch_layout, keras_layout = LAYOUTS[kind]
             raise ValueError(
@@ -436,15 +387,15 @@ def convert_sdt_state_dict(state_dict, classifier):
                 f"{list(array.shape)} and the model expects {list(wanted)} "
                 f"(both PyTorch {torch_layout}; Keras {keras_layout} "
                 f"{tuple(variable.shape)} at '{variable.path}'). Checkpoint "
-                f"{_describe_checkpoint(state_dict)}; model "
-                f"{_describe_model(classifier)}. Pick the preset of the "
+                f"{_describe_checkpoint(state_dict, checkpoint)}; model "
+                f"{checkpoint.describe_model(classifier)}. Pick the preset of the "
                 "checkpoint's size."
             )
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(
                 f"'{key}' has dtype {array.dtype}; expected floating-point weights."
             )
-        converted[key] = _to_keras_layout(kind, array)
+        converted[key] = to_keras_layout(kind, array)
 
     for key, (variable, _) in expected.items():
         variable.assign(converted[key].astype(variable.dtype))
@@ -454,79 +405,6 @@ def convert_sdt_state_dict(state_dict, classifier):
         "num_tensors": len(expected),
         "num_values": int(sum(a.size for a in converted.values())),
     }
-
-
-def _preset_family(preset):
-    """`"v2"` for a Meta-SpikeFormer preset (a built-in `sdt_v2_*`/`st_v2_*`
-    name or a saved directory of that family), else `"v1"`."""
-    if preset in V2_PRESETS:
-        return "v2"
-    task_file = os.path.join(os.path.expanduser(preset), "task.json")
-    if os.path.isfile(task_file):
-        with open(task_file, encoding="utf-8") as file:
-            if "MetaSpikeFormerImageClassifier" in file.read():
-                return "v2"
-    return "v1"
-
-
-def _build_v2_target(preset, init_attention, num_classes, kd):
-    """The Meta-SpikeFormer classifier a V2 checkpoint is loaded into: the
-    preset's architecture with the checkpoint's class count and KD head;
-    `init_attention="a2os2a"` picks the `st_v2_*` sibling of `sdt_v2_*`."""
-    if preset in V2_PRESETS:
-        overrides = {"kd": kd}
-        if init_attention and V2_PRESETS[preset]["attention"] != init_attention:
-            siblings = {"a2os2a": ("sdt_v2_", "st_v2_"), "ssa": ("st_v2_", "sdt_v2_")}
-            old, new = siblings.get(init_attention, ("", ""))
-            sibling = new + preset[len(old):] if old and preset.startswith(old) else None
-            if sibling in V2_PRESETS and V2_PRESETS[sibling]["attention"] == init_attention:
-                preset = sibling
-            else:
-                overrides["attention"] = init_attention
-        return preset, MetaSpikeFormerImageClassifier.from_preset(
-            preset, load_weights=False, num_classes=num_classes, **overrides)
-    model = MetaSpikeFormerImageClassifier.from_preset(preset, load_weights=False)
-    attention = init_attention or model.backbone.attention
-    num_classes = model.num_classes if num_classes is None else num_classes
-    if (attention, num_classes, kd) != (model.backbone.attention, model.num_classes, model.kd):
-        backbone = MetaSpikeFormerBackbone.from_config(
-            {**model.backbone.get_config(), "attention": attention})
-        model = MetaSpikeFormerImageClassifier(
-            backbone, num_classes, kd=kd, preprocessor=model.preprocessor,
-            activation=model.activation, head_dtype=model.head_dtype)
-    return preset, model
-
-
-def _build_target(preset, init_attention, num_classes):
-    """The (random-initialised) classifier the checkpoint is loaded into."""
-    registry = load_registry()["presets"]
-    if preset in registry:
-        overrides = {}
-        if init_attention and registry[preset]["attention"] != init_attention:
-            sibling = None
-            if init_attention == "a2os2a" and preset.startswith("sdt_"):
-                sibling = "st_" + preset[len("sdt_"):]
-            elif init_attention == "sdsa" and preset.startswith("st_"):
-                sibling = "sdt_" + preset[len("st_"):]
-            if sibling in registry and registry[sibling]["attention"] == init_attention:
-                preset = sibling
-            else:
-                overrides["attention"] = init_attention
-        dataset = load_registry()["datasets"][registry[preset]["dataset"]]
-        default_classes = dataset["num_classes"]
-        if num_classes is not None and num_classes != default_classes:
-            overrides["num_classes"] = num_classes
-        return preset, from_preset(preset, load_weights=False, **overrides)
-
-    model = from_preset(preset, load_weights=False)
-    overrides = {}
-    if num_classes is not None and num_classes != model.num_classes:
-        overrides["num_classes"] = num_classes
-    if init_attention and model.backbone.attention != init_attention:
-        overrides["attention"] = init_attention  # a backbone argument
-    if overrides:
-        model = from_preset(preset, load_weights=False, **overrides)
-    return preset, model
 
 
 # `convert_sdt_checkpoint`'s arguments that `kst-convert-sdt` names otherwise.
@@ -549,8 +427,7 @@ def check_conversion_arguments(checkpoint_path, preset, output_dir, init_attenti
                                     as_flags)
 
     validation.check_path(name("checkpoint_path"), checkpoint_path, kind="file")
-    if not (isinstance(preset, str) and preset in V2_PRESETS):
-        check_preset(name("preset"), preset)
+    check_preset(name("preset"), preset)
     output_dir = validation.check_output_path(name("output_dir"), output_dir, kind="directory")
     if init_attention is not None:
         check_attention_name(name("init_attention"), init_attention)
@@ -567,13 +444,17 @@ def convert_sdt_checkpoint(
 ):
     """Converts an SDT checkpoint file into a Keras preset directory.
 
-    Builds the architecture of `preset` with random weights, loads the
-    checkpoint into it with `convert_sdt_state_dict`, and writes a preset
-    directory (atomic: an interrupted run leaves no half-written preset).
-    The preset names the family: `sdt_v2_*` / `st_v2_*` (or a saved
-    Meta-SpikeFormer preset directory) read the official SDT V2 checkpoint
-    (`{"model": state_dict, "optimizer", "epoch", "scaler", "args"}`), and
-    the result loads with `MetaSpikeFormerImageClassifier.from_preset`.
+    The preset names the model family and so the checkpoint format
+    (`ModelFamily.checkpoint`): `sdt_*` / `st_*` (or a saved Spiking
+    Transformer preset directory) read SDT v1's checkpoints, `sdt_v2_*` /
+    `st_v2_*` (or a saved Meta-SpikeFormer directory) the official SDT V2
+    checkpoint (`{"model": state_dict, "optimizer", "epoch", "scaler",
+    "args"}`); a family without a format is refused before the file is
+    read. Builds the architecture of `preset` with random weights (sized to
+    the checkpoint's head), loads the checkpoint into it with
+    `convert_sdt_state_dict`, and writes a preset directory (atomic: an
+    interrupted run leaves no half-written preset) that
+    `keras_spiking_tf.from_preset` loads.
 
     Args:
         checkpoint_path: the SDT `.pth` / `.pth.tar` file (V2: `55M_kd.pth`).
@@ -594,10 +475,16 @@ def convert_sdt_checkpoint(
 
     Returns:
         The report of `convert_sdt_state_dict`, plus `preset` (the preset
-        built), `family` (`"sdt"` or `"sdt_v2"`), `attention`, the size
-        (`num_layers`, `hidden_dim` for SDT; `embed_dims`, `num_blocks`,
-        `kd` for V2), `num_classes`, `output_dir`, `checkpoint` and the
-        checkpoint's `epoch`/`arch` when recorded.
+        built), `family` (the checkpoint format's name: `"sdt"` or
+        `"sdt_v2"`), `attention`, `architecture` (the model card's line),
+        the size (`num_layers`, `hidden_dim` for
+        SDT; `embed_dims`, `num_blocks`, `kd` for V2), `num_classes`,
+        `output_dir`, `checkpoint` and the checkpoint's `epoch`/`arch` when
+        recorded.
+
+    Raises:
+        ValueError: the preset's family has no checkpoint format; the
+            errors of `load_sdt_state_dict` and `convert_sdt_state_dict`.
 
     Example:
 
@@ -610,31 +497,24 @@ def convert_sdt_checkpoint(
     """
     check_conversion_arguments(checkpoint_path, preset, output_dir, init_attention, overwrite)
     output_dir = os.path.abspath(os.fspath(output_dir))
+    checkpoint = _checkpoint_format(family_of_preset(preset), f"Preset '{os.fspath(preset)}'")
     state_dict, metadata = _read_checkpoint(checkpoint_path)
     num_classes = None
     if "head.weight" in state_dict:
         num_classes = int(tuple(state_dict["head.weight"].shape)[0])
-    if _preset_family(preset) == "v2":
-        built_preset, classifier = _build_v2_target(
-            preset, init_attention, num_classes, kd="head_kd.weight" in state_dict)
-        report = convert_sdt_state_dict(state_dict, classifier)
-        files.write_preset(classifier.save_to_preset, output_dir)
-        backbone = classifier.backbone
-        size = {"embed_dims": list(backbone.embed_dims),
-                "num_blocks": list(backbone.num_blocks), "kd": classifier.kd}
-    else:
-        built_preset, classifier = _build_target(preset, init_attention, num_classes)
-        report = convert_sdt_state_dict(state_dict, classifier)
-        save_to_preset(classifier, output_dir)
-        backbone = classifier.backbone
-        size = {"num_layers": backbone.num_layers, "hidden_dim": backbone.hidden_dim}
+    built_preset, classifier = checkpoint.build_target(
+        preset, init_attention, num_classes, kd="head_kd.weight" in state_dict)
+    report = convert_sdt_state_dict(state_dict, classifier)
+    save_to_preset(classifier, output_dir)
     report.update(
         {
             "checkpoint": os.path.abspath(os.fspath(checkpoint_path)),
             "preset": built_preset,
-            "family": "sdt_v2" if _is_v2(classifier) else "sdt",
-            "attention": backbone.attention,
-            **size,
+            "family": checkpoint.name,
+            "attention": classifier.backbone.attention,
+            "architecture": dict(
+                family_of_model(classifier).model_card_rows(classifier.backbone))["architecture"],
+            **checkpoint.report_size(classifier),
             "num_classes": classifier.num_classes,
             "output_dir": output_dir,
             **metadata,

@@ -38,6 +38,7 @@ from typing import Mapping
 
 from keras_spiking_tf import validation
 from keras_spiking_tf.models import preset_files as files
+from keras_spiking_tf.models.checkpoint_format import CheckpointFormat
 
 # What every built-in preset entry holds, whatever its family.
 PRESET_KEYS = ("description", "attention", "dataset", "time_steps", "params",
@@ -78,6 +79,9 @@ class ModelFamily:
         model_card_notes: built-in preset name -> Markdown appended to its
             shipped model card (what the registry knows beyond the config:
             how to get weights, conversion, ...); `None` for none.
+        checkpoint: the PyTorch checkpoints `kst-convert-sdt` converts into
+            its presets (a `CheckpointFormat`: key map, target building);
+            `None`: none, and converting into its presets is refused.
 
     Example:
 
@@ -102,6 +106,7 @@ class ModelFamily:
     paper: str
     model_card_rows: Callable
     model_card_notes: Callable = None
+    checkpoint: CheckpointFormat | None = None
 
     @property
     def backbone_cls(self):

@@ -2,8 +2,9 @@
 its official attention, or A2OS2A in its place.
 
 Importing it registers the family's classes with Keras and the family, with
-its built-in presets, in the model-family registry and with KerasHub
-(`model_family.register_family`).
+its built-in presets and the official checkpoint format it converts from
+(`meta_spikeformer_checkpoint.py`), in the model-family registry and with
+KerasHub (`model_family.register_family`).
 
 Example:
 
@@ -14,6 +15,7 @@ model = keras_spiking_tf.from_preset("sdt_v2_8_384_imagenet", load_weights=False
 ```
 """
 
+from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_checkpoint as checkpoint
 from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_model_card as card
 from keras_spiking_tf.models.meta_spikeformer import meta_spikeformer_presets as presets
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_backbone import (
@@ -59,4 +61,5 @@ FAMILY = register_family(ModelFamily(
     paper="https://arxiv.org/abs/2404.03663",
     model_card_rows=card.model_card_rows,
     model_card_notes=card.model_card_notes,
+    checkpoint=checkpoint.CHECKPOINT_FORMAT,
 ))

@@ -1,7 +1,12 @@
 """The official Meta-SpikeFormer checkpoint's keys (SPEC §10) -> this
-family's Keras weights, with the layout each tensor needs.
+family's Keras weights, with the layout each tensor needs, and the
+classifier a checkpoint is loaded into: the family's `CHECKPOINT_FORMAT`
+(`ModelFamily.checkpoint`), read by `kst-convert-sdt`.
 
-The official `Spiking_vit_MetaFormer` names its modules `downsample1_1`,
+The official checkpoint `{"model": state_dict, "optimizer", "epoch",
+"scaler", "args"}` converts into the `sdt_v2_{L}_{D}_imagenet` presets
+(and, for fine-tuning, the `st_v2_*` ones). The official
+`Spiking_vit_MetaFormer` names its modules `downsample1_1`,
 `ConvBlock1_1.{i}`, `ConvBlock1_2.{i}`, `downsample2`, `ConvBlock2_1.0`,
 `ConvBlock2_2.0`, `downsample3`, `block3.{i}`, `downsample4`, `block4.{i}`,
 `head`, `head_kd`; inside them:
@@ -17,11 +22,12 @@ The official `Spiking_vit_MetaFormer` names its modules `downsample1_1`,
                      attn.{q,k,v,proj}_conv.1            the BN after RepConv
                      mlp.fc{1,2}_conv (Conv1d, bias), mlp.fc{1,2}_bn
 
-Layouts (PyTorch -> Keras): conv `(O, I, kh, kw) -> (kh, kw, I, O)`,
-depthwise `(C, 1, k, k) -> (k, k, C, 1)`, Conv1d `(O, I, 1) -> Dense (I, O)`,
-Linear `(O, I) -> (I, O)`; BN weight/bias/running_mean/running_var ->
-gamma/beta/moving_mean/moving_variance. Every BN's `num_batches_tracked`
-is skipped (a training counter). The A2OS2A variant has the same keys.
+Layouts (PyTorch -> Keras, the converter's `LAYOUTS`): conv
+`(O, I, kh, kw) -> (kh, kw, I, O)`, depthwise `(C, 1, k, k) -> (k, k, C, 1)`,
+Conv1d `(O, I, 1) -> Dense (I, O)`, Linear `(O, I) -> (I, O)`; BN
+weight/bias/running_mean/running_var -> gamma/beta/moving_mean/moving_variance.
+Every BN's `num_batches_tracked` is skipped (a training counter). The
+A2OS2A variant has the same keys.
 
 Example:
 
@@ -32,31 +38,30 @@ layout   # "depthwise"
 ```
 """
 
-import numpy as np
+import re
 
+from keras_spiking_tf.models.checkpoint_format import BN_TENSORS
+from keras_spiking_tf.models.checkpoint_format import CheckpointFormat
+from keras_spiking_tf.models.checkpoint_format import attention_target
+from keras_spiking_tf.models.checkpoint_format import batch_norm_counters
+from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_backbone import (
+    MetaSpikeFormerBackbone,
+)
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_block import MSBlock
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_conv_block import MSConvBlock
 from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_conv_block import MSDownsampling
-
-BN_TENSORS = (
-    ("weight", "gamma"),
-    ("bias", "beta"),
-    ("running_mean", "moving_mean"),
-    ("running_var", "moving_variance"),
+from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_image_classifier import (
+    MetaSpikeFormerImageClassifier,
 )
-# Layout name -> (PyTorch layout, Keras layout), for error messages.
-LAYOUTS = {
-    "conv": ("Conv2d (O, I, kh, kw)", "Conv2D (kh, kw, I, O)"),
-    "depthwise": ("depthwise Conv2d (C, 1, k, k)", "DepthwiseConv2D (k, k, C, 1)"),
-    "conv1d": ("Conv1d (O, I, 1)", "Dense (I, O)"),
-    "linear": ("Linear (O, I)", "Dense (I, O)"),
-    "vector": ("1-D", "1-D"),
-}
+from keras_spiking_tf.models.meta_spikeformer.meta_spikeformer_presets import PRESETS
+
 # The Keras stage-layer name pattern -> the official module name.
 _CONV_STAGES = (("conv_block1_1_", "ConvBlock1_1."), ("conv_block1_2_", "ConvBlock1_2."))
 _STAGE2 = {"conv_block2_0": "ConvBlock2_1.0", "conv_block2_1": "ConvBlock2_2.0"}
 # RepConv's convolutions after its BNAndPadLayer: attribute, official name, layout.
 _REP_CONV_TAIL = (("depthwise", "0.body.2.0", "depthwise"), ("pointwise", "0.body.2.1", "conv"))
+# init_attention -> (the prefix of a built-in preset, its sibling's prefix).
+_SIBLINGS = {"a2os2a": ("sdt_v2_", "st_v2_"), "ssa": ("st_v2_", "sdt_v2_")}
 
 
 def official_module_name(layer_name):
@@ -80,7 +85,7 @@ def checkpoint_tensors(classifier):
         classifier: a `MetaSpikeFormerImageClassifier` (either attention).
 
     Returns:
-        A dict; the layouts are the keys of `LAYOUTS`.
+        A dict; the layouts are keys of the converter's `LAYOUTS`.
 
     Example:
 
@@ -136,29 +141,82 @@ def checkpoint_tensors(classifier):
     return tensors
 
 
-def torch_shape(layout, keras_shape):
-    """The PyTorch shape whose `to_keras_layout` has `keras_shape`."""
-    if layout == "conv":
-        height, width, channels_in, channels_out = keras_shape
-        return (channels_out, channels_in, height, width)
-    if layout == "depthwise":
-        height, width, channels, multiplier = keras_shape
-        return (channels * multiplier, 1, height, width)
-    if layout == "conv1d":
-        return (keras_shape[1], keras_shape[0], 1)
-    if layout == "linear":
-        return (keras_shape[1], keras_shape[0])
-    return tuple(keras_shape)
+def build_target(preset, init_attention, num_classes, kd):
+    """The (random-initialised) Meta-SpikeFormer classifier a V2 checkpoint
+    is loaded into: the preset's architecture with the checkpoint's class
+    count and KD head.
+
+    Args:
+        preset: a built-in name or a preset directory of this family.
+        init_attention: `None` keeps the preset's attention; another one
+            picks the built-in sibling with it (`sdt_v2_*` -> `st_v2_*` for
+            `"a2os2a"`, back for `"ssa"`), else overrides it.
+        num_classes: the checkpoint's class count (`None`: the preset's).
+        kd: whether the checkpoint has the KD head (`head_kd`).
+
+    Returns:
+        `(the preset built, the classifier)`.
+
+    Example:
+
+    ```python
+    build_target("sdt_v2_8_512_imagenet", "a2os2a", 1000, True)[0]   # "st_v2_8_512_imagenet"
+    ```
+    """
+    if preset in PRESETS:
+        preset, overrides = attention_target(preset, init_attention, PRESETS, _SIBLINGS)
+        return preset, MetaSpikeFormerImageClassifier.from_preset(
+            preset, load_weights=False, num_classes=num_classes, kd=kd, **overrides)
+    model = MetaSpikeFormerImageClassifier.from_preset(preset, load_weights=False)
+    attention = init_attention or model.backbone.attention
+    num_classes = model.num_classes if num_classes is None else num_classes
+    if (attention, num_classes, kd) != (model.backbone.attention, model.num_classes, model.kd):
+        backbone = MetaSpikeFormerBackbone.from_config(
+            {**model.backbone.get_config(), "attention": attention})
+        model = MetaSpikeFormerImageClassifier(
+            backbone, num_classes, kd=kd, preprocessor=model.preprocessor,
+            activation=model.activation, head_dtype=model.head_dtype)
+    return preset, model
 
 
-def to_keras_layout(layout, array):
-    """A NumPy array in PyTorch layout -> the Keras weight's layout."""
-    if layout == "conv":
-        return np.transpose(array, (2, 3, 1, 0))
-    if layout == "depthwise":
-        return np.transpose(array, (2, 3, 0, 1))
-    if layout == "conv1d":
-        return np.transpose(array[:, :, 0])
-    if layout == "linear":
-        return np.transpose(array)
-    return array
+def describe_checkpoint(state_dict):
+    """The stage widths, transformer blocks, classes and KD head an official
+    state_dict's keys imply, for error messages."""
+    widths = []
+    for stage in ("downsample1_2", "downsample2", "downsample3", "downsample4"):
+        key = f"{stage}.encode_conv.weight"
+        widths.append(tuple(state_dict[key].shape)[0] if key in state_dict else "?")
+    parts = [f"widths {widths}"]
+    for stage in ("block3", "block4"):
+        indices = {match.group(1) for key in state_dict
+                   if (match := re.match(rf"{stage}\.(\d+)\.", key))}
+        parts.append(f"{len(indices)} {stage} blocks")
+    if "head.weight" in state_dict:
+        parts.append(f"K={tuple(state_dict['head.weight'].shape)[0]}")
+    parts.append("KD head" if "head_kd.weight" in state_dict else "no KD head")
+    return ", ".join(parts)
+
+
+def describe_model(classifier):
+    """A classifier's size in `describe_checkpoint`'s terms."""
+    backbone = classifier.backbone
+    return (
+        f"widths {list(backbone.embed_dims)}, {backbone.num_blocks[3]} block3 blocks, "
+        f"{backbone.num_blocks[4]} block4 blocks, K={classifier.num_classes}, "
+        + ("KD head" if classifier.kd else "no KD head")
+    )
+
+
+CHECKPOINT_FORMAT = CheckpointFormat(
+    name="sdt_v2",
+    key_prefixes=("downsample", "ConvBlock", "block3.", "block4."),
+    expected_tensors=checkpoint_tensors,
+    skipped_keys=lambda classifier, expected: batch_norm_counters(expected),
+    build_target=build_target,
+    size_hint="sdt_v2_8_{C2}_imagenet, and kd=False for a checkpoint without head_kd",
+    describe_checkpoint=describe_checkpoint,
+    describe_model=describe_model,
+    report_size=lambda classifier: {"embed_dims": list(classifier.backbone.embed_dims),
+                                    "num_blocks": list(classifier.backbone.num_blocks),
+                                    "kd": classifier.kd},
+)
