@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from keras_spiking_tf.analysis import calibrate_batch_norm
-from keras_spiking_tf.layers import LIF
 from keras_spiking_tf.models import MetaSpikeFormerBackbone
 from keras_spiking_tf.models import MetaSpikeFormerImageClassifier
 from keras_spiking_tf.models import SpikingStepModel
 from keras_spiking_tf.models import predict_anytime
 from keras_spiking_tf.models import running_logits
+from test_streaming import SpikeRecorder  # the first family's recorder: it records any LIF
 
 STEPS, IMAGE, CLASSES = 3, 32, 5
 
@@ -75,24 +75,6 @@ def images(seed=1, batch=4, channels_first=False):
 def frames(seed=1, batch=4, channels_first=False):
     x = np.random.default_rng(seed).poisson(0.7, (batch, STEPS, IMAGE, IMAGE, 2)).astype("float32")
     return np.transpose(x, (0, 1, 4, 2, 3)) if channels_first else x
-
-
-class SpikeRecorder:
-    """Records every LIF layer's spikes (wrapping `LIF.call`, test only)."""
-
-    def __init__(self, monkeypatch):
-        self.spikes = {}
-        original = LIF.call
-
-        def call(layer, inputs):
-            out = original(layer, inputs)
-            self.spikes.setdefault(id(layer), []).append(to_np(out))
-            return out
-
-        monkeypatch.setattr(LIF, "call", call)
-
-    def per_neuron(self):
-        return {k: np.concatenate(v, axis=1) for k, v in self.spikes.items()}
 
 
 def step_through(step, x, frames_input):

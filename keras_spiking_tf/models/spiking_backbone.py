@@ -9,6 +9,7 @@ readable HDF5: also when KerasHub's loader reads a preset), and a
 """
 
 import keras
+from keras import ops
 from keras_hub.models import Backbone
 
 from keras_spiking_tf.models.preset_files import verify_weights_file
@@ -69,6 +70,23 @@ class SpikingBackbone(Backbone):
     def channel_axis(self):
         """The channel axis of the backbone's input images."""
         return 1 if self.image_layout == "channels_first" else -1
+
+    def one_step_input(self, frame):
+        """One input step, `(batch, H, W, C)` (or `(batch, C, H, W)` under
+        `channels_first`), as the backbone's layers take a sequence of
+        `T = 1`: `(batch, 1, H, W, C)`, channels last. Each classifier's
+        `step_logits` starts from it.
+
+        Example:
+
+        ```python
+        x = backbone.one_step_input(frames[:, t])   # (batch, 1, H, W, C)
+        ```
+        """
+        x = ops.expand_dims(frame, 1)
+        if self.image_layout == "channels_first":
+            x = ops.transpose(x, (0, 1, 3, 4, 2))
+        return x
 
     def load_weights(self, filepath, *args, **kwargs):
         """`keras.Model.load_weights`, after checking the file (SHA-256 from

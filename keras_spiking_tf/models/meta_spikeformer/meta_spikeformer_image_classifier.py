@@ -171,9 +171,7 @@ class MetaSpikeFormerImageClassifier(SpikingImageClassifier):
             logits = classifier.step_logits(images)   # step 1 of T
         ```
         """
-        x = ops.expand_dims(frame, 1)  # (batch, 1, ...): every stage sees one step
-        if self.backbone.image_layout == "channels_first":
-            x = ops.transpose(x, (0, 1, 3, 4, 2))
+        x = self.backbone.one_step_input(frame)  # every stage sees one step
         for stage in self.backbone.stages:
             x = stage(x, training=False)
         _, _, height, width, channels = x.shape

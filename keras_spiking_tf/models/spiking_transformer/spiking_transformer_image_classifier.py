@@ -127,10 +127,7 @@ class SpikingTransformerImageClassifier(SpikingImageClassifier):
         ```
         """
         backbone = self.backbone
-        x = ops.expand_dims(frame, 1)
-        if backbone.image_layout == "channels_first":
-            x = ops.transpose(x, (0, 1, 3, 4, 2))
-        membrane = backbone.patch_embed(x, training=False)
+        membrane = backbone.patch_embed(backbone.one_step_input(frame), training=False)
         for block in backbone.blocks:
             membrane = block(membrane, training=False)
         token_mean = ops.mean(ops.cast(membrane, self.head_lif.compute_dtype), axis=2)
